@@ -1,0 +1,67 @@
+"""The seed's three consumers (section 五 of the study note), now correct.
+
+Each WebSocket path is a chat room: a socket joins ``Group(group_name(room))`` on
+connect, every chat message it sends goes to that Group, and it leaves on
+disconnect. ``@channel_session`` remembers each socket's room and handle between
+its messages.
+
+The note's bug, a message handled before ``ws_connect`` had stored the room, cannot
+happen in channels 1.x: daphne passes on no frame until the socket is accepted, and
+the accept is sent only after ``ws_connect`` has returned and its session was saved.
+"""
+import logging
+
+from channels import Group
+from channels.sessions import channel_session
+
+from channels_example import protocol, rooms
+
+log = logging.getLogger(__name__)
+
+
+def _client(message):
+    client = message.content.get("client")
+    return "%s:%s" % tuple(client) if client else "unknown client"
+
+
+@channel_session
+def ws_connect(message):
+    """Join the room named by the path and accept; refuse a path that names no room."""
+    path = message.content["path"]
+    try:
+        room = rooms.room_from_path(path)
+        handle = protocol.handle_from_query_string(message.content.get("query_string"), message.reply_channel.name)
+    except protocol.ProtocolError as refused:
+        log.warning("refused %s: path %r: %s", _client(message), path, refused)
+        message.reply_channel.send(refused.refusal())
+        return
+    message.channel_session["room"] = room
+    message.channel_session["handle"] = handle
+    Group(rooms.group_name(room)).add(message.reply_channel)
+    message.reply_channel.send({"accept": True})
+
+
+@channel_session
+def ws_message(message):
+    """Send a chat message to everyone in the sender's room; tell the sender if it is invalid."""
+    room = message.channel_session.get("room")
+    if room is None:
+        log.warning("dropped a frame from %s: its socket is in no room", message.reply_channel.name)
+        message.reply_channel.send(protocol.error("not_joined", "this socket is in no room"))
+        return
+    try:
+        text, handle = protocol.parse_chat(message.content)
+    except protocol.ProtocolError as invalid:
+        message.reply_channel.send(invalid.frame())
+        return
+    handle = handle or message.channel_session["handle"]
+    Group(rooms.group_name(room)).send(protocol.chat(room, handle, text))
+
+
+@channel_session
+def ws_disconnect(message):
+    """Leave the room and forget the socket's session."""
+    room = message.channel_session.get("room")
+    if room is not None:
+        Group(rooms.group_name(room)).discard(message.reply_channel)
+    message.channel_session.delete()

@@ -1,0 +1,117 @@
+"""The wire protocol: what a client may send, and every frame the server sends.
+
+This module is the definition; docs/protocol.md describes it for client authors.
+
+Client to server, one text frame per chat message, either
+    {"message": "...", "handle": "..."}   a JSON object; "handle" is optional
+    any other text                        taken whole as the message, so the
+                                          seed's page, which sends "hello world",
+                                          still works
+A client may also name itself when it connects: ``ws://host/<room>/?handle=ann``.
+
+Server to client, always JSON text frames:
+    {"type": "message", "room", "handle", "message", "ts"}   ts: ms since the epoch
+    {"type": "error", "code", "detail"}                       to the sender only
+
+A frame that breaks these rules gets an error frame, reaches no one else, and
+leaves the socket open. A connection that cannot be served (its path names no
+room, its handle is invalid) is accepted only to be told why and closed with
+CLOSE_REFUSED, so a browser can show the reason instead of a bare 403.
+"""
+import hashlib
+import json
+import time
+import unicodedata
+from urllib.parse import parse_qs
+
+MAX_MESSAGE_LENGTH = 2000
+MAX_HANDLE_LENGTH = 32
+
+# Private-use WebSocket close code: the connection was refused, do not retry as is.
+CLOSE_REFUSED = 4400
+
+
+class ProtocolError(ValueError):
+    """A client broke the protocol. ``code`` is stable for programs, ``detail`` is for people."""
+
+    def __init__(self, code, detail):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+    def frame(self):
+        """The error frame telling the sender what was wrong."""
+        return error(self.code, self.detail)
+
+    def refusal(self):
+        """Accept, explain and close in one reply: a connection refused with its reason."""
+        frame = self.frame()
+        frame.update(accept=True, close=CLOSE_REFUSED)
+        return frame
+
+
+def parse_chat(content):
+    """Return ``(message, handle_or_None)`` from a websocket.receive message's content.
+
+    Raises ProtocolError for a binary frame, a JSON object without a string
+    "message", an empty or over-long message, or an invalid handle.
+    """
+    if content.get("text") is None:
+        raise ProtocolError("binary_frame", "send chat messages as text frames; binary frames are not accepted")
+    text = content["text"]
+    message, handle = text, None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        message = data.get("message")
+        handle = data.get("handle")
+        if not isinstance(message, str):
+            raise ProtocolError("bad_message", 'a JSON frame needs "message" as a string')
+        if handle is not None:
+            handle = validate_handle(handle)
+    if not message.strip():
+        raise ProtocolError("empty_message", "the message is empty")
+    if len(message) > MAX_MESSAGE_LENGTH:
+        raise ProtocolError(
+            "message_too_long",
+            "a message has at most %d characters, this one has %d" % (MAX_MESSAGE_LENGTH, len(message)),
+        )
+    return message, handle
+
+
+def validate_handle(handle):
+    """Return the handle without surrounding whitespace, or raise ProtocolError("bad_handle")."""
+    if not isinstance(handle, str):
+        raise ProtocolError("bad_handle", "a handle must be a string")
+    handle = handle.strip()
+    if not 1 <= len(handle) <= MAX_HANDLE_LENGTH:
+        raise ProtocolError("bad_handle", "a handle has 1 to %d characters" % MAX_HANDLE_LENGTH)
+    if any(unicodedata.category(char)[0] == "C" for char in handle):
+        raise ProtocolError("bad_handle", "a handle cannot contain control characters")
+    return handle
+
+
+def handle_from_query_string(query_string, reply_channel):
+    """The ``?handle=`` a client connected with, or a generated one stable for its socket."""
+    if isinstance(query_string, bytes):
+        query_string = query_string.decode("utf-8", "replace")
+    values = parse_qs(query_string or "").get("handle")
+    if values:
+        return validate_handle(values[0])
+    return "guest-" + hashlib.sha1(reply_channel.encode("utf-8")).hexdigest()[:6]
+
+
+def chat(room, handle, message):
+    """The frame every member of ``room`` receives for one chat message."""
+    return _frame(type="message", room=room, handle=handle, message=message, ts=int(time.time() * 1000))
+
+
+def error(code, detail):
+    """The frame the sender of a bad frame receives."""
+    return _frame(type="error", code=code, detail=detail)
+
+
+def _frame(**fields):
+    return {"text": json.dumps(fields, ensure_ascii=False)}

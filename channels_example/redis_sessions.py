@@ -1,0 +1,73 @@
+"""Channel sessions stored in Redis (CHANNEL_SESSION_ENGINE when REDIS_URL is set).
+
+A channel session must be readable by whichever worker, on whichever host, handles
+the socket's next message, so it cannot live in one process's memory; keeping it in
+Redis rather than the database keeps a database query off every chat message.
+Keys are spread over the same hosts as the channel layer (REDIS_HOSTS) by a hash of
+the session key, and expire with the socket (WEBSOCKET_LIFETIME).
+
+The payload is signed with SECRET_KEY like every Django session, which is why every
+daphne and runworker process must share the same SECRET_KEY.
+"""
+import binascii
+
+import redis
+from django.conf import settings
+from django.contrib.sessions.backends.base import CreateError, SessionBase
+
+KEY_PREFIX = "channels_example:session:"
+
+_clients = {}
+
+
+def _redis_for(session_key):
+    hosts = settings.REDIS_HOSTS
+    url = hosts[binascii.crc32(session_key.encode("ascii")) % len(hosts)]
+    if url not in _clients:
+        _clients[url] = redis.StrictRedis.from_url(url)
+    return _clients[url]
+
+
+class SessionStore(SessionBase):
+    def get_expiry_age(self, **kwargs):
+        return settings.WEBSOCKET_LIFETIME
+
+    def load(self):
+        data = None
+        if self.session_key is not None:
+            data = _redis_for(self.session_key).get(KEY_PREFIX + self.session_key)
+        if data is None:
+            self._session_key = None
+            return {}
+        return self.decode(data.decode("ascii"))
+
+    def exists(self, session_key):
+        return bool(_redis_for(session_key).exists(KEY_PREFIX + session_key))
+
+    def create(self):
+        while True:
+            self._session_key = self._get_new_session_key()
+            try:
+                self.save(must_create=True)
+            except CreateError:
+                continue
+            self.modified = True
+            return
+
+    def save(self, must_create=False):
+        if self.session_key is None:
+            return self.create()
+        key = self.session_key
+        data = self.encode(self._get_session(no_load=must_create))
+        stored = _redis_for(key).set(KEY_PREFIX + key, data, ex=self.get_expiry_age(), nx=must_create)
+        if must_create and not stored:
+            raise CreateError
+
+    def delete(self, session_key=None):
+        key = session_key or self.session_key
+        if key is not None:
+            _redis_for(key).delete(KEY_PREFIX + key)
+
+    @classmethod
+    def clear_expired(cls):
+        """Redis expires the keys itself."""

@@ -1,0 +1,8 @@
+"""WSGI entry point, kept from the project template; WebSockets need asgi.py."""
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "channels_example.settings")
+
+application = get_wsgi_application()

@@ -1,0 +1,49 @@
+# Shared set-up for scripts/run, scripts/test and scripts/prod; sourced, not run.
+# Creates .venv with the machine's Python 3.11, installs the pinned requirements when
+# they changed, and installs Debian packages that are missing (as root, or via sudo).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+cd "$ROOT"
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+python311() {
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      echo "$candidate"; return
+    fi
+  done
+  say "Python 3.11 is required (python3.11 or python3 on PATH)"; exit 1
+}
+
+# ensure_venv REQUIREMENTS_FILE: install it into .venv unless the same files are installed already.
+ensure_venv() {
+  local requirements="$1" stamp
+  stamp="$(cat "$requirements" requirements.txt constraints.txt | sha256sum | cut -c1-16) $requirements"
+  if [ ! -x "$VENV/bin/python" ]; then
+    say "creating $VENV"
+    "$(python311)" -m venv "$VENV"
+  fi
+  if [ "$(cat "$VENV/.installed" 2>/dev/null)" != "$stamp" ]; then
+    say "installing $requirements into $VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements" -c constraints.txt
+    "$VENV/bin/python" -m pip check
+    echo "$stamp" > "$VENV/.installed"
+  fi
+  export PATH="$VENV/bin:$PATH"
+}
+
+# ensure_debian COMMAND PACKAGE: apt-get install PACKAGE when COMMAND is missing.
+ensure_debian() {
+  local command="$1" package="$2" sudo=""
+  command -v "$command" >/dev/null && return
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  say "installing Debian's $package (for $command)"
+  if [ -z "${_APT_UPDATED:-}" ]; then
+    $sudo apt-get update -qq
+    _APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$package" >/dev/null
+}

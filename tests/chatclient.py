@@ -1,0 +1,37 @@
+"""A small asyncio chat client for the end-to-end tests (the `websockets` library)."""
+import asyncio
+import json
+from urllib.parse import quote
+
+from websockets.asyncio.client import connect
+
+TIMEOUT = 30
+
+
+def url(port, room, handle=None):
+    address = "ws://127.0.0.1:%d/%s/" % (port, quote(room))
+    return address + ("?handle=" + quote(handle) if handle else "")
+
+
+def join(port, room, handle=None, **kwargs):
+    """``async with join(port, room) as ws``: a socket in ``room``."""
+    return connect(url(port, room, handle), open_timeout=TIMEOUT, max_queue=None, **kwargs)
+
+
+async def next_frame(ws, timeout=TIMEOUT):
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def frames_until(ws, done, timeout=TIMEOUT):
+    """Collect frames until ``done(frames)`` is true; fail after ``timeout`` seconds."""
+    frames = []
+    async with asyncio.timeout(timeout):
+        while not done(frames):
+            frames.append(json.loads(await ws.recv()))
+    return frames
+
+
+async def messages(ws, count, timeout=TIMEOUT):
+    """The next ``count`` chat messages on ``ws`` (other frame types are kept out)."""
+    frames = await frames_until(ws, lambda got: sum(f["type"] == "message" for f in got) >= count, timeout)
+    return [frame for frame in frames if frame["type"] == "message"]

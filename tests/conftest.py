@@ -1,0 +1,54 @@
+"""Fixtures that start real servers. Each stops what it started, by PID."""
+import os
+import subprocess
+
+import pytest
+
+from tests.servers import Server, free_port, manage
+
+
+@pytest.fixture
+def sqlite_env(tmp_path):
+    """Environment for a server process with its own migrated SQLite database."""
+    env = {"SQLITE_PATH": str(tmp_path / "db.sqlite3"), "REDIS_URL": ""}
+    subprocess.run(manage("migrate", "--verbosity", "0"), env=dict(os.environ, **env), check=True)
+    return env
+
+
+@pytest.fixture
+def runserver(tmp_path, sqlite_env):
+    """`manage.py runserver` with the seed's in-memory layer, as scripts/run starts it."""
+    port = free_port()
+    server = Server(
+        "runserver", manage("runserver", "127.0.0.1:%d" % port, "--noreload"), tmp_path / "runserver.log",
+        env=sqlite_env, port=port,
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+CHROMIUM = "/usr/bin/chromium"
+# Flags for Debian's Chromium on a machine with no outside network (see docs/testing.md).
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright; Playwright's own browsers are never downloaded."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    yield context.new_page()
+    context.close()

@@ -1,0 +1,78 @@
+"""The wire protocol: parsing what clients send, and the frames the server sends."""
+import json
+
+import pytest
+
+from channels_example import protocol
+
+
+def test_plain_text_is_taken_whole_as_the_message():
+    assert protocol.parse_chat({"text": "hello world"}) == ("hello world", None)
+
+
+def test_json_object_carries_message_and_handle():
+    frame = json.dumps({"message": "你好", "handle": " ann "})
+    assert protocol.parse_chat({"text": frame}) == ("你好", "ann")
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "42", '"quoted"', "null", "{not json"])
+def test_json_that_is_not_an_object_is_plain_text(text):
+    assert protocol.parse_chat({"text": text}) == (text, None)
+
+
+@pytest.mark.parametrize(
+    "content, code",
+    [
+        ({"bytes": b"\x00\x01"}, "binary_frame"),
+        ({"text": ""}, "empty_message"),
+        ({"text": " \n\t "}, "empty_message"),
+        ({"text": json.dumps({"message": "  "})}, "empty_message"),
+        ({"text": "x" * (protocol.MAX_MESSAGE_LENGTH + 1)}, "message_too_long"),
+        ({"text": json.dumps({"handle": "ann"})}, "bad_message"),
+        ({"text": json.dumps({"message": 5})}, "bad_message"),
+        ({"text": json.dumps({"message": "hi", "handle": 5})}, "bad_handle"),
+        ({"text": json.dumps({"message": "hi", "handle": "h" * 33})}, "bad_handle"),
+        ({"text": json.dumps({"message": "hi", "handle": ""})}, "bad_handle"),
+        ({"text": json.dumps({"message": "hi", "handle": "a\x07b"})}, "bad_handle"),
+    ],
+)
+def test_bad_frames_raise_a_protocol_error_with_a_stable_code(content, code):
+    with pytest.raises(protocol.ProtocolError) as invalid:
+        protocol.parse_chat(content)
+    assert invalid.value.code == code
+    assert json.loads(invalid.value.frame()["text"]) == {"type": "error", "code": code, "detail": invalid.value.detail}
+
+
+def test_message_at_the_limit_is_accepted():
+    text = "x" * protocol.MAX_MESSAGE_LENGTH
+    assert protocol.parse_chat({"text": text}) == (text, None)
+
+
+def test_chat_frame_has_the_documented_fields():
+    frame = json.loads(protocol.chat("聊天室", "ann", "hi")["text"])
+    assert set(frame) == {"type", "room", "handle", "message", "ts"}
+    assert (frame["type"], frame["room"], frame["handle"], frame["message"]) == ("message", "聊天室", "ann", "hi")
+    assert isinstance(frame["ts"], int)
+
+
+def test_refusal_accepts_explains_and_closes_in_one_reply():
+    reply = protocol.ProtocolError("invalid_room", "why").refusal()
+    assert reply["accept"] is True
+    assert reply["close"] == protocol.CLOSE_REFUSED
+    assert json.loads(reply["text"])["code"] == "invalid_room"
+
+
+def test_handle_comes_from_the_query_string():
+    assert protocol.handle_from_query_string(b"handle=%E5%B0%8F%E6%98%8E", "r!1") == "小明"
+
+
+def test_missing_handle_is_generated_and_stable_per_socket():
+    first = protocol.handle_from_query_string(b"", "daphne.response.a!b")
+    assert first == protocol.handle_from_query_string(None, "daphne.response.a!b")
+    assert first.startswith("guest-")
+    assert first != protocol.handle_from_query_string(b"", "daphne.response.a!c")
+
+
+def test_invalid_handle_in_query_string_is_refused():
+    with pytest.raises(protocol.ProtocolError):
+        protocol.handle_from_query_string(b"handle=" + b"x" * 40, "r!1")

@@ -1,0 +1,105 @@
+"""End to end: the real `manage.py runserver` (in-memory layer) and real WebSocket clients."""
+import asyncio
+import json
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from channels_example import protocol
+from tests.chatclient import frames_until, join, messages, next_frame
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_each_of_100_clients_that_send_on_open_gets_its_own_message_back(runserver):
+    # The note's section 五: a message sent the moment the socket opens.
+    async def client(number):
+        async with join(runserver.port, "race-%d" % number) as ws:
+            await ws.send("hello world %d" % number)
+            return (await messages(ws, 1))[0]["message"]
+
+    async def main():
+        return await asyncio.gather(*(client(number) for number in range(100)))
+
+    assert run(main()) == ["hello world %d" % number for number in range(100)]
+    assert "KeyError" not in runserver.read_log()
+
+
+def test_burst_of_300_messages_from_one_client_arrives_complete(runserver):
+    async def main():
+        async with join(runserver.port, "burst") as ws:
+            for number in range(300):
+                await ws.send(json.dumps({"message": str(number)}))
+            return [frame["message"] for frame in await messages(ws, 300)]
+
+    received = run(main())
+    assert sorted(received, key=int) == [str(number) for number in range(300)]
+
+
+def test_message_reaches_the_room_and_no_one_else(runserver):
+    async def main():
+        async with join(runserver.port, "聊天室", "小明") as ann, join(runserver.port, "聊天室") as bob, \
+                join(runserver.port, "elsewhere") as stranger:
+            await ann.send("你好")
+            got = (await messages(bob, 1))[0]
+            await stranger.send("only me")
+            alone = await messages(stranger, 1)
+            return got, alone
+
+    got, alone = run(main())
+    assert (got["room"], got["handle"], got["message"]) == ("聊天室", "小明", "你好")
+    assert [frame["message"] for frame in alone] == ["only me"]
+
+
+def test_hostile_path_is_refused_at_once_with_a_reason(runserver):
+    async def main():
+        async with join(runserver.port, "a/b") as ws:
+            frame = await next_frame(ws)
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+            return frame, closed.value.rcvd.code
+
+    frame, code = run(main())
+    assert frame["code"] == "invalid_room" and "one path segment" in frame["detail"]
+    assert code == protocol.CLOSE_REFUSED
+    assert "refused 127.0.0.1:" in runserver.read_log()
+
+
+def test_binary_frame_gets_an_error_frame_and_the_socket_keeps_working(runserver):
+    async def main():
+        async with join(runserver.port, "binary") as ws:
+            await ws.send(b"\x89PNG")
+            error = await next_frame(ws)
+            await ws.send("still here")
+            return error, (await messages(ws, 1))[0]
+
+    error, message = run(main())
+    assert error["code"] == "binary_frame"
+    assert message["message"] == "still here"
+
+
+def test_invalid_utf8_text_frame_drops_only_that_socket(runserver):
+    async def main():
+        async with join(runserver.port, "utf8") as bystander, join(runserver.port, "utf8") as ws:
+            # A text frame whose payload is not UTF-8. Autobahn fails the connection
+            # (RFC 6455 7.1.7) by dropping it without a close frame: 1006 at the client.
+            await ws.send(b"\xff\xfe", text=True)
+            with pytest.raises(ConnectionClosed) as closed:
+                await frames_until(ws, lambda frames: False)
+            await bystander.send("fine")
+            return closed.value, (await messages(bystander, 1))[0]["message"]
+
+    closed, message = run(main())
+    assert closed.rcvd is None
+    assert message == "fine"
+
+
+def test_page_and_seed_page_are_served(runserver):
+    import urllib.request
+
+    page = urllib.request.urlopen("http://127.0.0.1:%d/" % runserver.port, timeout=10).read().decode()
+    seed = urllib.request.urlopen("http://127.0.0.1:%d/seed/" % runserver.port, timeout=10).read().decode()
+    assert "WebSocketTest()" in page
+    assert '"127.0.0.1:%d" + "/channels_example/"' % runserver.port in seed
