@@ -8,15 +8,25 @@ its messages.
 The note's bug, a message handled before ``ws_connect`` had stored the room, cannot
 happen in channels 1.x: daphne passes on no frame until the socket is accepted, and
 the accept is sent only after ``ws_connect`` has returned and its session was saved.
+What can still happen is that a socket's later frame overtakes an earlier one on
+another worker; ``@in_order`` delivers each socket's messages in the order sent
+(see channels_example/ordering.py). ``@allowed_hosts_only`` refuses (403) a browser
+page from a host not in ALLOWED_HOSTS, and a client that sends no Origin header.
 """
 import logging
 
 from channels import Group
+from channels.security.websockets import allowed_hosts_only
 from channels.sessions import channel_session
 
 from channels_example import protocol, rooms
+from channels_example.ordering import in_order
 
 log = logging.getLogger(__name__)
+
+# As long as the channel layer keeps a message ("expiry"): a frame sent just before
+# the disconnect may be handled, by another worker, after it.
+SESSION_AFTER_DISCONNECT = 60
 
 
 def _client(message):
@@ -24,6 +34,7 @@ def _client(message):
     return "%s:%s" % tuple(client) if client else "unknown client"
 
 
+@allowed_hosts_only
 @channel_session
 def ws_connect(message):
     """Join the room named by the path and accept; refuse a path that names no room."""
@@ -41,6 +52,7 @@ def ws_connect(message):
     message.reply_channel.send({"accept": True})
 
 
+@in_order
 @channel_session
 def ws_message(message):
     """Send a chat message to everyone in the sender's room; tell the sender if it is invalid."""
@@ -58,10 +70,11 @@ def ws_message(message):
     Group(rooms.group_name(room)).send(protocol.chat(room, handle, text))
 
 
+@in_order
 @channel_session
 def ws_disconnect(message):
-    """Leave the room and forget the socket's session."""
+    """Leave the room. The session outlives the socket by a minute, for frames still in flight."""
     room = message.channel_session.get("room")
     if room is not None:
         Group(rooms.group_name(room)).discard(message.reply_channel)
-    message.channel_session.delete()
+    message.channel_session.set_expiry(SESSION_AFTER_DISCONNECT)

@@ -9,28 +9,19 @@ the session key, and expire with the socket (WEBSOCKET_LIFETIME).
 The payload is signed with SECRET_KEY like every Django session, which is why every
 daphne and runworker process must share the same SECRET_KEY.
 """
-import binascii
-
-import redis
 from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, SessionBase
 
+from channels_example.shards import client_for as _redis_for
+
 KEY_PREFIX = "channels_example:session:"
-
-_clients = {}
-
-
-def _redis_for(session_key):
-    hosts = settings.REDIS_HOSTS
-    url = hosts[binascii.crc32(session_key.encode("ascii")) % len(hosts)]
-    if url not in _clients:
-        _clients[url] = redis.StrictRedis.from_url(url)
-    return _clients[url]
 
 
 class SessionStore(SessionBase):
     def get_expiry_age(self, **kwargs):
-        return settings.WEBSOCKET_LIFETIME
+        if self.get("_session_expiry") is None:
+            return settings.WEBSOCKET_LIFETIME
+        return super().get_expiry_age(**kwargs)
 
     def load(self):
         data = None

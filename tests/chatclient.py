@@ -14,7 +14,8 @@ def url(port, room, handle=None):
 
 
 def join(port, room, handle=None, **kwargs):
-    """``async with join(port, room) as ws``: a socket in ``room``."""
+    """``async with join(port, room) as ws``: a socket in ``room``, opened as a page from the server would."""
+    kwargs.setdefault("origin", "http://127.0.0.1:%d" % port)
     return connect(url(port, room, handle), open_timeout=TIMEOUT, max_queue=None, **kwargs)
 
 

@@ -4,14 +4,14 @@ import subprocess
 
 import pytest
 
-from tests.servers import Server, free_port, manage
+from tests.servers import Process, free_port, manage
 
 
 @pytest.fixture
 def sqlite_env(tmp_path):
     """Environment for a server process with its own migrated SQLite database."""
-    env = {"SQLITE_PATH": str(tmp_path / "db.sqlite3"), "REDIS_URL": ""}
-    subprocess.run(manage("migrate", "--verbosity", "0"), env=dict(os.environ, **env), check=True)
+    env = dict(os.environ, SQLITE_PATH=str(tmp_path / "db.sqlite3"), REDIS_URL="")
+    subprocess.run(manage("migrate", "--verbosity", "0"), env=env, check=True)
     return env
 
 
@@ -19,9 +19,9 @@ def sqlite_env(tmp_path):
 def runserver(tmp_path, sqlite_env):
     """`manage.py runserver` with the seed's in-memory layer, as scripts/run starts it."""
     port = free_port()
-    server = Server(
-        "runserver", manage("runserver", "127.0.0.1:%d" % port, "--noreload"), tmp_path / "runserver.log",
-        env=sqlite_env, port=port,
+    server = Process(
+        "runserver", manage("runserver", "127.0.0.1:%d" % port, "--noreload"),
+        env=sqlite_env, port=port, log_path=tmp_path / "runserver.log",
     )
     server.start()
     yield server
@@ -52,3 +52,18 @@ def page(browser):
     context = browser.new_context()
     yield context.new_page()
     context.close()
+
+
+@pytest.fixture
+def new_page(browser):
+    """Open pages, each in its own browser context (one person each); all are closed after the test."""
+    contexts = []
+
+    def open_page(**context_options):
+        context = browser.new_context(**context_options)
+        contexts.append(context)
+        return context.new_page()
+
+    yield open_page
+    for context in contexts:
+        context.close()
