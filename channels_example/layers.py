@@ -18,6 +18,7 @@ seed's), each changed in two ways only:
 """
 import logging
 
+import redis
 from asgi_redis import RedisChannelLayer as StockRedisChannelLayer
 from asgiref.inmemory import ChannelLayer as StockInMemoryChannelLayer
 
@@ -62,6 +63,36 @@ class ExplicitLayerMixin:
 
 
 class RedisChannelLayer(ExplicitLayerMixin, StockRedisChannelLayer):
+    """Also survives a Redis restart: runworker's loop has no error handling, so a
+    receive that cannot reach Redis would end the worker process; here it logs once
+    and reports "no message", and the worker and daphne carry on when Redis is back.
+    A send that cannot reach Redis is reported as a full channel, which daphne and
+    channels already handle."""
+
+    _redis_down = False
+
+    def send(self, channel, message):
+        # While Redis is down daphne treats the frame as refused: a new socket gets 503,
+        # an open one is closed with 1013 ("try again later") and can reconnect.
+        try:
+            super().send(channel, message)
+        except redis.exceptions.ConnectionError as error:
+            log.error("cannot reach Redis to send on %s: %s", channel, error)
+            raise self.ChannelFull()
+
+    def receive(self, channels, block=False):
+        try:
+            result = super().receive(channels, block=block)
+        except redis.exceptions.ConnectionError as error:
+            if not self._redis_down:
+                log.error("cannot reach Redis, retrying: %s", error)
+            self._redis_down = True
+            return None, None
+        if self._redis_down:
+            log.warning("Redis is reachable again")
+            self._redis_down = False
+        return result
+
     def _count_drop(self, channel):
         self.connection(self.consistent_hash(channel)).incr(DROPPED_KEY)
 

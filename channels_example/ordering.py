@@ -41,7 +41,7 @@ from channels import Channel, Group
 from channels.message import pending_message_store
 from django.conf import settings
 
-LEASE_SECONDS = 5
+LEASE_SECONDS = 2
 GAP_SECONDS = 1.0
 SWEEP_INTERVAL = 0.02
 # A closed socket's state is kept this long, as long as the layer keeps a message

@@ -157,6 +157,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
-        "channels_example": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+        "channels_example": {
+            "handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO"), "propagate": False,
+        },
     },
 }

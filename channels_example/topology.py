@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,8 +33,11 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def redis_argv(port):
-    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+def redis_argv(port, data_dir):
+    # Append-only file, synced every second: a restarted Redis still knows every
+    # Group member and channel session, so open sockets keep working after it.
+    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+            "--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
 
 
 def daphne_argv(port):
@@ -144,7 +148,8 @@ def main(argv=None):
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
         port = free_port()
-        started.append(Process("redis-server", redis_argv(port), port=port).start())
+        data_dir = tempfile.mkdtemp(prefix="channels_example-redis-")
+        started.append(Process("redis-server", redis_argv(port, data_dir), port=port).start())
         redis_url = "redis://127.0.0.1:%d/0" % port
     env = production_env(redis_url)
     subprocess.run(worker_argv()[:2] + ["migrate", "--verbosity", "0"], env=env, check=True)

@@ -67,3 +67,20 @@ def new_page(browser):
     yield open_page
     for context in contexts:
         context.close()
+
+
+@pytest.fixture
+def production(tmp_path):
+    """A factory: ``production(workers=2, daphnes=1, shards=1)`` starts the real topology."""
+    from tests.production import Stack
+
+    stacks = []
+
+    def start(**shape):
+        stack = Stack(tmp_path)
+        stacks.append(stack)
+        return stack.start(**shape)
+
+    yield start
+    for stack in stacks:
+        stack.stop()

@@ -103,3 +103,14 @@ def test_page_and_seed_page_are_served(runserver):
     seed = urllib.request.urlopen("http://127.0.0.1:%d/seed/" % runserver.port, timeout=10).read().decode()
     assert "WebSocketTest()" in page
     assert '"127.0.0.1:%d" + "/channels_example/"' % runserver.port in seed
+
+
+def test_burst_of_500_from_one_client_arrives_in_order_across_runserver_threads(runserver):
+    async def main():
+        async with join(runserver.port, "threads") as sender, join(runserver.port, "threads") as member:
+            for number in range(500):
+                await sender.send(str(number))
+            return [[frame["message"] for frame in await messages(ws, 500)] for ws in (sender, member)]
+
+    for received in run(main()):
+        assert received == [str(number) for number in range(500)]

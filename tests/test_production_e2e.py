@@ -1,0 +1,276 @@
+"""End to end: real redis-server, daphne and several runworker processes, real WebSocket clients."""
+import asyncio
+import json
+import signal
+import time
+
+import redis
+
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.chatclient import frames_until, join, messages
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def numbered(sender, count):
+    return ["%s:%d" % (sender, number) for number in range(count)]
+
+
+def by_sender(frames):
+    """Each sender's messages, in the order this member received them."""
+    received = {}
+    for frame in frames:
+        sender, _ = frame["message"].split(":")
+        received.setdefault(sender, []).append(frame["message"])
+    return received
+
+
+def test_200_clients_that_send_on_open_each_get_their_own_message_back(production):
+    stack = production(workers=2)
+
+    async def client(number):
+        async with join(stack.port, "race-%d" % number) as ws:
+            await ws.send("hello world %d" % number)
+            return (await messages(ws, 1))[0]["message"]
+
+    async def main():
+        return await asyncio.gather(*(client(number) for number in range(200)))
+
+    assert run(main()) == ["hello world %d" % number for number in range(200)]
+    assert "KeyError" not in stack.logs()
+    assert "Traceback" not in stack.logs()
+
+
+def test_one_sender_burst_of_500_arrives_in_order_with_two_workers(production):
+    stack = production(workers=2)
+
+    async def main():
+        async with join(stack.port, "order") as sender, join(stack.port, "order") as member:
+            for message in numbered("s", 500):
+                await sender.send(json.dumps({"message": message}))
+            return await messages(sender, 500), await messages(member, 500)
+
+    for frames in run(main()):
+        assert [frame["message"] for frame in frames] == numbered("s", 500)
+
+
+def test_ten_senders_in_one_room_each_arrive_in_order_at_every_member(production):
+    stack = production(workers=2)
+    senders = ["c%d" % number for number in range(10)]
+
+    async def member(ws, name):
+        for message in numbered(name, 200):
+            await ws.send(message)
+        return by_sender(await messages(ws, 2000, timeout=120))
+
+    async def main():
+        sockets = [await join(stack.port, "busy").__aenter__() for _ in senders]
+        try:
+            return await asyncio.gather(*(member(ws, name) for ws, name in zip(sockets, senders)))
+        finally:
+            await asyncio.gather(*(ws.close() for ws in sockets))
+
+    for received in run(main()):
+        assert received == {name: numbered(name, 200) for name in senders}
+
+
+def test_ten_members_sending_100_each_lose_nothing(production):
+    stack = production(workers=2)
+    names = ["m%d" % number for number in range(10)]
+
+    async def member(ws, name):
+        for message in numbered(name, 100):
+            await ws.send(message)
+            await asyncio.sleep(0.01)  # the promised pace: 100 messages/s per member
+        return by_sender(await messages(ws, 1000, timeout=120))
+
+    async def main():
+        sockets = [await join(stack.port, "steady").__aenter__() for _ in names]
+        try:
+            return await asyncio.gather(*(member(ws, name) for ws, name in zip(sockets, names)))
+        finally:
+            await asyncio.gather(*(ws.close() for ws in sockets))
+
+    for received in run(main()):
+        assert received == {name: numbered(name, 100) for name in names}
+    assert stack.dropped() == 0
+
+
+def test_storm_of_1000_clients_100_at_a_time_all_accepted_then_every_room_works(production):
+    stack = production(workers=2)
+    rooms = ["storm-%d" % number for number in range(100)]
+
+    async def main():
+        at_once = asyncio.Semaphore(100)
+
+        async def connect(room):
+            async with at_once:
+                return room, await join(stack.port, room).__aenter__()
+
+        sockets = await asyncio.gather(*(connect(room) for room in rooms for _ in range(10)))
+        try:
+            first_in_room = {}
+            for room, ws in sockets:
+                first_in_room.setdefault(room, ws)
+            for room, ws in first_in_room.items():
+                await ws.send("hello " + room)
+            received = await asyncio.gather(*(messages(ws, 1) for _, ws in sockets))
+            return [(room, frames[0]["message"]) for (room, _), frames in zip(sockets, received)]
+        finally:
+            await asyncio.gather(*(ws.close() for _, ws in sockets))
+
+    delivered = run(main())
+    assert len(delivered) == 1000
+    assert all(message == "hello " + room for room, message in delivered)
+    assert stack.dropped() == 0
+
+
+def test_flooding_client_is_closed_with_1013_and_the_room_keeps_chatting(production):
+    stack = production(workers=2)
+    names = ["b%d" % number for number in range(3)]
+
+    async def flood(ws):
+        try:
+            for message in numbered("flood", 5000):
+                await ws.send(message)
+            await ws.wait_closed()
+        except ConnectionClosed:
+            pass
+        return ws.close_code
+
+    async def bystander(ws, name):
+        for message in numbered(name, 20):
+            await ws.send(message)
+            await asyncio.sleep(0.02)
+        frames = await frames_until(
+            ws, lambda got: all(sum(f.get("message", "").startswith(n + ":") for f in got) == 20 for n in names),
+            timeout=120,
+        )
+        return by_sender(frame for frame in frames if frame["type"] == "message")
+
+    async def main():
+        flooder = await join(stack.port, "flooded").__aenter__()
+        members = [await join(stack.port, "flooded").__aenter__() for _ in names]
+        try:
+            return await asyncio.gather(flood(flooder), *(bystander(ws, name) for ws, name in zip(members, names)))
+        finally:
+            await asyncio.gather(*(ws.close() for ws in members + [flooder]))
+
+    close_code, *received = run(main())
+    assert close_code == 1013
+    for member in received:
+        for name in names:
+            assert member[name] == numbered(name, 20)
+        # What the server accepted from the flooder before closing it arrives whole and in order.
+        assert member["flood"] == numbered("flood", len(member["flood"]))
+    assert "receive backpressure" in stack.logs(stack.daphnes)
+
+
+def test_clients_on_two_daphnes_over_two_redis_shards_chat_in_order(production):
+    stack = production(workers=2, daphnes=2, shards=2)
+    first, second = (daphne.port for daphne in stack.daphnes)
+
+    async def main():
+        async with join(first, "sharded") as ann, join(second, "sharded") as bob:
+            for message in numbered("ann", 200):
+                await ann.send(message)
+            for message in numbered("bob", 200):
+                await bob.send(message)
+            return [by_sender(await messages(ws, 400)) for ws in (ann, bob)]
+
+    for received in run(main()):
+        assert received == {"ann": numbered("ann", 200), "bob": numbered("bob", 200)}
+    # Both shards carry part of the state: the layer really is sharded.
+    assert all(redis.StrictRedis(port=server.port).dbsize() > 0 for server in stack.redis)
+
+
+async def paced(ws, sender, count, interval):
+    for message in numbered(sender, count):
+        await ws.send(message)
+        await asyncio.sleep(interval)
+
+
+def test_kill_9_of_one_worker_under_traffic_loses_at_most_what_it_held(production):
+    stack = production(workers=2)
+    victim, survivor = stack.workers
+
+    async def main():
+        async with join(stack.port, "faults") as sender, join(stack.port, "faults") as member:
+            sending = asyncio.ensure_future(paced(sender, "s", 600, 0.01))
+            await messages(member, 100)
+            victim.stop(signal.SIGKILL)
+            await sending
+            frames = await frames_until(member, lambda got: any(f.get("message") == "s:599" for f in got))
+            return [frame["message"] for frame in frames]
+
+    after_kill = run(main())
+    assert survivor.running()
+    # In order, and the last 200 (sent a second and more after the kill) all arrived.
+    assert after_kill == sorted(after_kill, key=lambda message: int(message.split(":")[1]))
+    assert after_kill[-200:] == numbered("s", 600)[-200:]
+    lost = 500 - len(after_kill)
+    print("lost to the kill:", lost)
+    assert lost <= 2
+
+
+def test_redis_restart_under_traffic_recovers_without_restarting_daphne_or_workers(production):
+    stack = production(workers=2)
+    server = stack.redis[0]
+    sent_at = {}
+
+    async def traffic(done):
+        """Ann keeps talking; a socket closed while Redis is down (1013) reconnects."""
+        number, ann = 0, None
+        while not done.is_set():
+            try:
+                ann = ann or await join(stack.port, "restart").__aenter__()
+                sent_at[number] = time.monotonic()
+                await ann.send("t:%d" % number)
+                number += 1
+            except (ConnectionClosed, InvalidStatus, OSError):
+                ann = None
+            await asyncio.sleep(0.02)
+
+    async def main():
+        async with join(stack.port, "restart") as bob:
+            done = asyncio.Event()
+            talking = asyncio.ensure_future(traffic(done))
+            await messages(bob, 20)
+            server.stop()
+            await asyncio.sleep(2)  # two seconds of traffic with Redis down
+            await asyncio.get_running_loop().run_in_executor(None, server.start)
+            restarted = time.monotonic()
+            frames = await frames_until(
+                bob, lambda got: got and sent_at[int(got[-1].get("message", "t:-1").split(":")[1])] > restarted
+            )
+            recovered = time.monotonic()
+            done.set()
+            await talking
+            return recovered - restarted, frames
+
+    recovery, frames = run(main())
+    print("room working again %.2f s after Redis restarted" % recovery)
+    assert all(process.running() for process in stack.daphnes + stack.workers)
+    assert recovery < 10
+
+
+def test_daphne_restart_lets_clients_reconnect_to_the_same_room(production):
+    stack = production(workers=2)
+    daphne = stack.daphnes[0]
+
+    async def main():
+        async with join(stack.port, "again") as ann:
+            await ann.send("first life")
+            await messages(ann, 1)
+            daphne.stop()
+            await ann.wait_closed()
+        daphne.start()
+        async with join(stack.port, "again") as ann, join(stack.port, "again") as bob:
+            await ann.send("second life")
+            return (await messages(bob, 1))[0]
+
+    frame = run(main())
+    assert (frame["room"], frame["message"]) == ("again", "second life")
