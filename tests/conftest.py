@@ -84,3 +84,15 @@ def production(tmp_path):
     yield start
     for stack in stacks:
         stack.stop()
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A real redis-server on a free loopback port, started as scripts/prod starts it."""
+    from channels_example import topology
+
+    port = free_port()
+    server = Process("redis", topology.redis_argv(port, tmp_path), port=port, log_path=tmp_path / "redis.log")
+    server.start()
+    yield "redis://127.0.0.1:%d/0" % port
+    server.stop()

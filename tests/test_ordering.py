@@ -1,0 +1,98 @@
+"""The per-socket sequencer behind @in_order, in memory and on a real Redis."""
+import random
+import threading
+
+import pytest
+
+from channels_example import ordering
+
+
+@pytest.fixture(params=["memory", "redis"])
+def sequencer(request, settings, monkeypatch):
+    delivered = []
+    monkeypatch.setattr(ordering, "deliver", lambda sends: delivered.extend(sends))
+    if request.param == "redis":
+        settings.REDIS_HOSTS = [request.getfixturevalue("redis_url")]
+        chosen = ordering.RedisSequencer()
+    else:
+        chosen = ordering.LocalSequencer()
+    chosen.delivered = delivered
+    return chosen
+
+
+def frame(order):
+    return [["group", "chat-lobby", {"text": str(order)}]]
+
+
+def texts(sequencer):
+    return [int(content["text"]) for _, _, content in sequencer.delivered]
+
+
+def test_frames_completed_out_of_order_are_delivered_in_order(sequencer):
+    for order in (2, 3, 1, 5, 4):
+        sequencer.complete("socket!a", order, frame(order))
+    assert texts(sequencer) == [1, 2, 3, 4, 5]
+
+
+def test_an_early_frame_is_parked_and_its_worker_returns_at_once(sequencer):
+    sequencer.complete("socket!a", 2, frame(2))
+    assert texts(sequencer) == []
+    assert sequencer.next_order("socket!a") == 1
+
+
+def test_sockets_are_independent(sequencer):
+    sequencer.complete("socket!a", 2, frame(2))
+    sequencer.complete("socket!b", 1, frame(1))
+    assert texts(sequencer) == [1]
+
+
+def test_a_frame_with_nothing_to_send_still_takes_its_turn(sequencer):
+    sequencer.complete("socket!a", 2, frame(2))
+    sequencer.complete("socket!a", 1, [])
+    assert texts(sequencer) == [2]
+
+
+def test_a_lost_frame_holds_later_ones_until_the_gap_is_stale(sequencer, monkeypatch):
+    sequencer.complete("socket!a", 2, frame(2))
+    sequencer.complete("socket!a", 3, frame(3))
+    assert texts(sequencer) == []
+    monkeypatch.setattr(ordering, "GAP_SECONDS", -1)  # every gap is now older than the limit
+    sequencer.complete("socket!a", 4, frame(4))
+    assert texts(sequencer) == [2, 3, 4]
+
+
+def test_a_frame_completing_after_its_turn_was_skipped_is_delivered_not_lost(sequencer, monkeypatch):
+    monkeypatch.setattr(ordering, "GAP_SECONDS", -1)
+    sequencer.complete("socket!a", 2, frame(2))
+    sequencer.complete("socket!a", 1, frame(1))
+    assert texts(sequencer) == [2, 1]
+
+
+def test_the_disconnect_releases_frames_held_behind_a_lost_one(sequencer, monkeypatch):
+    monkeypatch.setattr(ordering, "GAP_SECONDS", 0.05)
+    sequencer.complete("socket!a", 2, frame(2))
+    sequencer.complete("socket!a", 3, [], final=True)
+    assert texts(sequencer) == [2]
+    assert sequencer.next_order("socket!a") == 4
+
+
+def test_while_another_worker_holds_the_lease_frames_are_parked_for_it(sequencer):
+    assert sequencer.claim("socket!a", 1, '["one"]', "worker-a", False) == ['["one"]']
+    assert sequencer.claim("socket!a", 2, '["two"]', "worker-b", False) == []
+    assert sequencer.release("socket!a", "worker-a") == ['["two"]']
+    assert sequencer.release("socket!a", "worker-a") == []
+
+
+def test_many_threads_completing_shuffled_frames_deliver_in_order(sequencer):
+    orders = list(range(1, 1001))
+    random.Random(7).shuffle(orders)
+    chunks = [orders[start::8] for start in range(8)]
+    threads = [
+        threading.Thread(target=lambda chunk=chunk: [sequencer.complete("socket!a", n, frame(n)) for n in chunk])
+        for chunk in chunks
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert texts(sequencer) == list(range(1, 1001))
