@@ -1,5 +1,6 @@
 """A small asyncio chat client for the end-to-end tests (the `websockets` library)."""
 import asyncio
+import concurrent.futures
 import json
 from urllib.parse import quote
 
@@ -36,3 +37,13 @@ async def messages(ws, count, timeout=TIMEOUT):
     """The next ``count`` chat messages on ``ws`` (other frame types are kept out)."""
     frames = await frames_until(ws, lambda got: sum(f["type"] == "message" for f in got) >= count, timeout)
     return [frame for frame in frames if frame["type"] == "message"]
+
+
+def run(coroutine):
+    """Run ``coroutine`` to the end on a new event loop in its own thread.
+
+    Its own thread because Playwright's sync API (the browser tests) keeps an event
+    loop running in the main thread, where asyncio.run() refuses to start another.
+    """
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()

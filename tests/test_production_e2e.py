@@ -8,11 +8,7 @@ import redis
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.chatclient import frames_until, join, messages
-
-
-def run(coroutine):
-    return asyncio.run(coroutine)
+from tests.chatclient import frames_until, join, messages, run
 
 
 def numbered(sender, count):

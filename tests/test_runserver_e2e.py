@@ -6,11 +6,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from channels_example import protocol
-from tests.chatclient import frames_until, join, messages, next_frame
-
-
-def run(coroutine):
-    return asyncio.run(coroutine)
+from tests.chatclient import frames_until, join, messages, next_frame, run
 
 
 def test_each_of_100_clients_that_send_on_open_gets_its_own_message_back(runserver):
