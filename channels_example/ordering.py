@@ -61,7 +61,7 @@ def in_order(consumer):
     def inner(message, *args, **kwargs):
         order = message.content.get("order")
         buffered = getattr(pending_message_store.threadlocal, "messages", None)
-        if order is None or buffered is None:
+        if order is None or buffered is None or not settings.ORDERED_DELIVERY:
             return consumer(message, *args, **kwargs)
         start = len(buffered)
         try:

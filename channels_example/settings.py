@@ -151,6 +151,10 @@ CACHES = {
     },
 }
 
+# Deliver each socket's messages in the order sent (channels_example/ordering.py).
+# "0" turns it off, only to measure what it costs (bench/ordering_cost.py).
+ORDERED_DELIVERY = os.environ.get("ORDERED_DELIVERY", "1") == "1"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
