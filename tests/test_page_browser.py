@@ -1,0 +1,306 @@
+"""The chat page at / in a real Chromium, against the real `manage.py runserver`
+(and once against the production topology: redis-server, daphne, runworker).
+
+Each test waits on what the page shows (Playwright's expect), never on the clock.
+test_two_people_chatting_make_the_screenshot also writes docs/screenshot.png.
+"""
+import json
+import os
+import re
+import time
+from datetime import datetime
+from urllib.parse import urlencode
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.servers import ROOT, Process, free_port, manage
+
+# Joining means a WebSocket handshake and a consumer run; a restarted server takes longer.
+CONNECT_TIMEOUT = 15000
+RECONNECT_TIMEOUT = 30000
+XSS = "<img src=x onerror=alert(1)>"
+SCREENSHOT = os.path.join(ROOT, "docs", "screenshot.png")
+
+
+def open_room(page, port, room, handle, connected=True):
+    """Open the room's URL as ``handle``; wait until the page says it is connected."""
+    page.goto("http://127.0.0.1:%d/?%s" % (port, urlencode({"room": room, "handle": handle})))
+    if connected:
+        expect(page.locator("#status")).to_have_attribute("data-state", "connected", timeout=CONNECT_TIMEOUT)
+    return page
+
+
+def say(page, text):
+    page.fill("#message", text)
+    page.press("#message", "Enter")
+
+
+def texts(page):
+    return page.locator(".message .text")
+
+
+def record_dialogs(page):
+    dialogs = []
+
+    def dismiss(dialog):
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    return dialogs
+
+
+def test_two_people_in_one_room_chat_both_ways(runserver, new_page):
+    chat_both_ways(runserver.port, new_page)
+
+
+def test_two_people_chat_both_ways_through_daphne_and_workers(production, new_page):
+    chat_both_ways(production(workers=2).port, new_page)
+
+
+def chat_both_ways(port, new_page):
+    ann = open_room(new_page(), port, "lobby", "ann")
+    bob = open_room(new_page(), port, "lobby", "bob")
+
+    say(ann, "hi bob")
+    expect(texts(bob)).to_have_text(["hi bob"])
+    bob.fill("#message", "hi ann")
+    bob.click("#send button")
+
+    expect(texts(ann)).to_have_text(["hi bob", "hi ann"])
+    expect(texts(bob)).to_have_text(["hi bob", "hi ann"])
+    expect(ann.locator(".message .handle")).to_have_text(["ann", "bob"])
+    # Each sees its own message marked, and the other's not.
+    expect(ann.locator(".message")).to_have_class([re.compile(r"\bown\b"), re.compile(r"^message$")])
+    expect(bob.locator(".message")).to_have_class([re.compile(r"^message$"), re.compile(r"\bown\b")])
+    # Enter and the Send button both send, clear the box and leave the focus in it.
+    for page in (ann, bob):
+        expect(page.locator("#message")).to_have_value("")
+        expect(page.locator("#message")).to_be_focused()
+    # The time shown is the server's ts for the message.
+    sent = ann.locator(".message time").first
+    expect(sent).to_have_text(re.compile(r"^\d\d:\d\d"))
+    stamp = datetime.fromisoformat(sent.get_attribute("datetime").replace("Z", "+00:00")).timestamp()
+    assert abs(stamp - time.time()) < 60
+
+
+def test_a_page_in_another_room_sees_nothing_of_it(runserver, new_page):
+    ann = open_room(new_page(), runserver.port, "general", "ann")
+    bob = open_room(new_page(), runserver.port, "general", "bob")
+    carol = open_room(new_page(), runserver.port, "elsewhere", "carol")
+
+    say(ann, "from ann")
+    expect(texts(bob)).to_have_text(["from ann"])
+    say(bob, "from bob")
+    expect(texts(ann)).to_have_text(["from ann", "from bob"])
+    say(carol, "only carol")
+
+    # Carol's own message arrives after everything sent before it, and nothing else does.
+    expect(texts(carol)).to_have_text(["only carol"])
+    say(ann, "still just us")
+    expect(texts(bob)).to_have_text(["from ann", "from bob", "still just us"])
+    expect(texts(carol)).to_have_text(["only carol"])
+
+
+def test_chinese_room_name_and_text_through_the_join_form_and_the_room_link(runserver, new_page):
+    xiaoming = new_page()
+    xiaoming.goto("http://127.0.0.1:%d/" % runserver.port)
+    xiaoming.fill("#handle", "小明")
+    xiaoming.fill("#room", "聊天室")
+    xiaoming.press("#room", "Enter")
+    expect(xiaoming.locator("#status")).to_have_attribute("data-state", "connected", timeout=CONNECT_TIMEOUT)
+    expect(xiaoming.locator("#room-name")).to_have_text("聊天室")
+    expect(xiaoming).to_have_url(re.compile(re.escape("?" + urlencode({"room": "聊天室", "handle": "小明"})) + "$"))
+    link = xiaoming.get_attribute("#share", "href")
+    assert link == "http://127.0.0.1:%d/?room=%%E8%%81%%8A%%E5%%A4%%A9%%E5%%AE%%A4" % runserver.port
+
+    # The room's link opens the room directly, under a generated handle.
+    guest = new_page()
+    guest.goto(link)
+    expect(guest.locator("#status")).to_have_attribute("data-state", "connected", timeout=CONNECT_TIMEOUT)
+    expect(guest.locator("#handle")).to_have_value(re.compile(r"^guest-"))
+    say(xiaoming, "你好，世界")
+    say(guest, "你好，小明")
+
+    for page in (xiaoming, guest):
+        expect(texts(page)).to_have_text(["你好，世界", "你好，小明"])
+        expect(page.locator(".message .handle").first).to_have_text("小明")
+
+
+def test_markup_in_a_message_handle_or_room_shows_as_text(runserver, new_page):
+    room, handle = "<b>room", "<i>ann</i>"  # a room name cannot hold a slash
+    page = new_page()
+    dialogs = record_dialogs(page)
+    open_room(page, runserver.port, room, handle)
+
+    say(page, XSS)
+
+    expect(texts(page)).to_have_text([XSS])
+    expect(page.locator(".message .handle")).to_have_text([handle])
+    expect(page.locator("#room-name")).to_have_text(room)
+    expect(page.locator("body img, body b, body i")).to_have_count(0)
+    assert dialogs == []
+
+
+def test_server_error_frames_show_inline_and_the_chat_goes_on(runserver, new_page):
+    ann = open_room(new_page(), runserver.port, "lobby", "ann")
+    bob = open_room(new_page(), runserver.port, "lobby", "bob")
+    dialogs = record_dialogs(ann)
+
+    say(ann, "x" * 2001)
+    say(ann, "   ")
+    say(ann, "still here")
+
+    errors = ann.locator(".note.error")
+    expect(errors).to_have_text([re.compile("at most 2000 characters"), "the message is empty"])
+    expect(texts(bob)).to_have_text(["still here"])
+    expect(texts(ann)).to_have_text(["still here"])
+    expect(bob.locator(".note.error")).to_have_count(0)
+    expect(ann.locator("#status")).to_have_attribute("data-state", "connected")
+    assert dialogs == []
+
+
+@pytest.mark.parametrize("room, handle, reason", [
+    ("a/b", "ann", "a room name is one path segment, not 'a/b'"),
+    ("r" * 101, "ann", "a room name has at most 100 characters, not 101"),
+    ("lobby", "h" * 33, "a handle has 1 to 32 characters"),
+], ids=["room-with-a-slash", "room-of-101-characters", "handle-of-33-characters"])
+def test_refused_connection_shows_the_reason_and_is_not_retried(runserver, page, room, handle, reason):
+    sockets = []
+    page.on("websocket", lambda socket: sockets.append(socket))
+    page.clock.install()
+
+    open_room(page, runserver.port, room, handle, connected=False)
+    expect(page.locator("#status")).to_have_attribute("data-state", "refused", timeout=CONNECT_TIMEOUT)
+    expect(page.locator("#status")).to_have_text("refused")
+    expect(page.locator(".note.error")).to_have_text([reason])
+    # Let a minute pass on the page's clock: longer than any backoff would wait.
+    page.clock.run_for(60000)
+
+    expect(page.locator("#status")).to_have_attribute("data-state", "refused")
+    assert len(sockets) == 1, [socket.url for socket in sockets]
+
+
+@pytest.fixture
+def restartable_server(tmp_path, sqlite_env):
+    """A runserver, as the runserver fixture starts it, that can be stopped and started again on its port."""
+    port = free_port()
+
+    class Restartable:
+        def __init__(self):
+            self.port, self.server = port, None
+
+        def start(self):
+            self.server = Process(
+                "runserver", manage("runserver", "127.0.0.1:%d" % port, "--noreload"),
+                env=sqlite_env, port=port, log_path=tmp_path / "runserver.log",
+            ).start()
+
+        def stop(self):
+            self.server.stop()
+
+    restartable = Restartable()
+    restartable.start()
+    yield restartable
+    restartable.stop()
+
+
+def test_page_reconnects_by_itself_after_the_server_restarts(restartable_server, new_page):
+    ann = open_room(new_page(), restartable_server.port, "lobby", "ann")
+    bob = open_room(new_page(), restartable_server.port, "lobby", "bob")
+    say(ann, "before")
+    expect(texts(bob)).to_have_text(["before"])
+
+    restartable_server.stop()
+    for page in (ann, bob):
+        expect(page.locator("#status")).to_have_attribute("data-state", "reconnecting")
+    restartable_server.start()
+
+    for page in (ann, bob):
+        expect(page.locator("#status")).to_have_attribute("data-state", "connected", timeout=RECONNECT_TIMEOUT)
+    say(bob, "after")
+    expect(texts(ann)).to_have_text(["before", "after"])
+    expect(ann.locator(".note").filter(has_text="reconnected")).to_have_count(1)
+
+
+def test_the_view_follows_new_messages(runserver, new_page):
+    ann = open_room(new_page(viewport={"width": 800, "height": 500}), runserver.port, "lobby", "ann")
+    bob = open_room(new_page(viewport={"width": 800, "height": 500}), runserver.port, "lobby", "bob")
+
+    for number in range(30):
+        say(ann, "message %d" % number)
+
+    for page in (ann, bob):
+        expect(texts(page).last).to_have_text("message 29")
+        expect(page.locator(".message").last).to_be_in_viewport()
+        expect(page.locator(".message").first).not_to_be_in_viewport()
+
+
+def test_unknown_frame_types_are_ignored(runserver, page):
+    # The server will send history and presence frames later; today's page must not trip over them.
+    routed, errors = [], []
+
+    def pass_through(ws):
+        routed.append(ws)
+        ws.connect_to_server()
+
+    page.on("pageerror", lambda error: errors.append(error))
+    page.route_web_socket(re.compile(r"/lobby/"), pass_through)
+    open_room(page, runserver.port, "lobby", "ann")
+
+    for frame in ({"type": "presence", "handles": ["ann"]}, {"type": "history", "messages": []}, [1, 2], None):
+        routed[0].send(json.dumps(frame))
+    routed[0].send("not json")
+    say(page, "after the unknown frames")
+
+    expect(texts(page)).to_have_text(["after the unknown frames"])
+    expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+    assert errors == []
+
+
+def test_page_fits_a_phone_screen(runserver, new_page):
+    page = open_room(new_page(viewport={"width": 375, "height": 667}), runserver.port, "聊天室", "小明")
+
+    say(page, "w" * 300)
+    say(page, "a short one")
+
+    expect(texts(page)).to_have_count(2)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    for selector in ("#status", "#room", "#handle", "#message", "#send button", ".message >> nth=0"):
+        box = page.locator(selector).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 375, selector
+        expect(page.locator(selector)).to_be_in_viewport()
+
+
+def test_seed_test_link_shows_hello_world_in_the_page(runserver, page):
+    dialogs = record_dialogs(page)
+    page.goto("http://127.0.0.1:%d/" % runserver.port)
+
+    page.click("#seed-test")
+
+    expect(page.locator("#seed-output")).to_contain_text('"type"')
+    frame = json.loads(page.locator("#seed-output").text_content())
+    assert (frame["type"], frame["room"], frame["message"]) == ("message", "channels_example", "hello world")
+    assert dialogs == []
+
+
+def test_two_people_chatting_make_the_screenshot(runserver, new_page):
+    options = {"viewport": {"width": 760, "height": 600}, "color_scheme": "light", "locale": "en-GB"}
+    ann = open_room(new_page(**options), runserver.port, "tea-room", "ann")
+    bob = open_room(new_page(**options), runserver.port, "tea-room", "bob")
+    conversation = [
+        (ann, "Hi Bob! Does the new chat page work for you?"),
+        (bob, "It does, and it follows the conversation as we type."),
+        (ann, "Send someone the room's link and it opens this room straight away."),
+        (bob, "Tried it on my phone too. Tea at four?"),
+        (ann, "See you there."),
+    ]
+    for number, (person, text) in enumerate(conversation, 1):
+        say(person, text)
+        expect(texts(ann)).to_have_count(number)
+
+    expect(texts(bob)).to_have_count(len(conversation))
+    ann.screenshot(path=SCREENSHOT)
+    with open(SCREENSHOT, "rb") as png:
+        assert png.read(8) == b"\x89PNG\r\n\x1a\n"
