@@ -95,8 +95,12 @@ WEBSOCKET_LIFETIME = 86400
 if REDIS_HOSTS:
     CHANNEL_LAYERS = {
         "default": {
-            # asgi_redis's layer with drops logged and per-socket backpressure (layers.py).
-            "BACKEND": "channels_example.layers.RedisChannelLayer",
+            # asgi_redis's layer, made explicit and fast (layers.py). REDIS_LAYER=stock
+            # selects asgi_redis's own, unchanged, for comparison (docs/performance.md).
+            "BACKEND": {
+                "project": "channels_example.layers.RedisChannelLayer",
+                "stock": "asgi_redis.RedisChannelLayer",
+            }[os.environ.get("REDIS_LAYER", "project")],
             "ROUTING": "channels_example.routing.channel_routing",
             "CONFIG": {
                 # Several URLs shard the layer: asgi_redis spreads channels and groups over them.
@@ -109,11 +113,11 @@ if REDIS_HOSTS:
                     "websocket.receive": 20000,
                     # Daphne drops a disconnect silently when this is full.
                     "websocket.disconnect": 5000,
-                    # One daphne's process channel carries every frame for all its sockets:
-                    # a full SOCKET_BACKLOG burst fanned out to a room of 50 members.
+                    # One daphne's process channel carries every message for all its sockets
+                    # (a Group message once per daphne with the project's layer): a full
+                    # SOCKET_BACKLOG burst fanned out to a room of 50 even with the stock layer.
                     "daphne.response*": 50000,
                 },
-                "socket_backlog": SOCKET_BACKLOG,
                 # A message nobody reads within a minute is stale for chat.
                 "expiry": 60,
                 # Members whose daphne died without a disconnect leave after this.
@@ -121,6 +125,8 @@ if REDIS_HOSTS:
             },
         },
     }
+    if os.environ.get("REDIS_LAYER", "project") == "project":
+        CHANNEL_LAYERS["default"]["CONFIG"]["socket_backlog"] = SOCKET_BACKLOG
     # Workers on any host must see the same channel session: keep it in Redis too.
     CHANNEL_SESSION_ENGINE = "channels_example.redis_sessions"
 else:

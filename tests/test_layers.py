@@ -60,3 +60,40 @@ def test_the_backlog_counts_only_frames_not_yet_handled(layer):
         layer.send("websocket.receive", dict(frame, order=order))
     with pytest.raises(layer.ChannelFull):
         layer.send("websocket.receive", dict(frame, order=13))
+
+
+@pytest.fixture
+def redis_layer(redis_url, settings):
+    settings.REDIS_HOSTS = [redis_url]
+    return layers.RedisChannelLayer(hosts=[redis_url], capacity=100)
+
+
+def test_group_message_is_written_once_per_daphne_and_reaches_each_member(redis_layer):
+    for member in ("daphne.response.A!1", "daphne.response.A!2", "daphne.response.A!3", "daphne.response.B!1"):
+        redis_layer.group_add("chat-lobby", member)
+    redis_layer.send_group("chat-lobby", {"text": "hi"})
+    assert redis_layer.connection(0).llen(redis_layer.prefix + "daphne.response.A!") == 1
+    got = [redis_layer.receive(["daphne.response.A!"]) for _ in range(3)]
+    assert got == [("daphne.response.A!%d" % n, {"text": "hi"}) for n in (1, 2, 3)]
+    assert redis_layer.receive(["daphne.response.B!"]) == ("daphne.response.B!1", {"text": "hi"})
+    assert redis_layer.receive(["daphne.response.A!"]) == (None, None)
+
+
+def test_daphne_takes_a_batch_in_one_call_and_expands_group_messages(redis_layer):
+    redis_layer.group_add("chat-lobby", "daphne.response.A!1")
+    redis_layer.group_add("chat-lobby", "daphne.response.A!2")
+    redis_layer.send("daphne.response.A!1", {"accept": True})
+    redis_layer.send_group("chat-lobby", {"text": "hi"})
+    batch = redis_layer._receive_batch(["daphne.response.A!"])
+    assert batch == [
+        ("daphne.response.A!1", {"accept": True}),
+        ("daphne.response.A!1", {"text": "hi"}),
+        ("daphne.response.A!2", {"text": "hi"}),
+    ]
+
+
+def test_worker_takes_one_message_at_a_time_in_order(redis_layer):
+    for number in range(3):
+        redis_layer.send("websocket.receive", {"reply_channel": "daphne.response.A!1", "order": number + 1, "n": number})
+    assert [redis_layer.receive(["websocket.receive"], block=True)[1]["n"] for _ in range(3)] == [0, 1, 2]
+    assert redis_layer.receive(["websocket.receive"]) == (None, None)
