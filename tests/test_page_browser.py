@@ -2,7 +2,8 @@
 (and once against the production topology: redis-server, daphne, runworker).
 
 Each test waits on what the page shows (Playwright's expect), never on the clock.
-test_two_people_chatting_make_the_screenshot also writes docs/screenshot.png.
+test_two_people_chatting_make_the_screenshot makes the README's picture; it replaces
+docs/screenshot.png only when UPDATE_SCREENSHOT=1 (the times in it change every run).
 """
 import json
 import os
@@ -285,7 +286,7 @@ def test_seed_test_link_shows_hello_world_in_the_page(runserver, page):
     assert dialogs == []
 
 
-def test_two_people_chatting_make_the_screenshot(runserver, new_page):
+def test_two_people_chatting_make_the_screenshot(runserver, new_page, tmp_path):
     options = {"viewport": {"width": 760, "height": 600}, "color_scheme": "light", "locale": "en-GB"}
     ann = open_room(new_page(**options), runserver.port, "tea-room", "ann")
     bob = open_room(new_page(**options), runserver.port, "tea-room", "bob")
@@ -301,6 +302,7 @@ def test_two_people_chatting_make_the_screenshot(runserver, new_page):
         expect(texts(ann)).to_have_count(number)
 
     expect(texts(bob)).to_have_count(len(conversation))
-    ann.screenshot(path=SCREENSHOT)
-    with open(SCREENSHOT, "rb") as png:
+    path = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") == "1" else str(tmp_path / "screenshot.png")
+    ann.screenshot(path=path)
+    with open(path, "rb") as png:
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"
