@@ -84,6 +84,18 @@ def machine_busy_seconds():
     return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
+def listen_overflows():
+    """How many times, machine-wide, a listening socket's accept queue was full (the SYN is
+    dropped and the client retries a second later); None where /proc/net/netstat lacks it."""
+    with open("/proc/net/netstat") as netstat:
+        lines = netstat.read().splitlines()
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            counters = dict(zip(names.split(), values.split()))
+            return int(counters["ListenOverflows"]) if "ListenOverflows" in counters else None
+    return None
+
+
 def sample(pids):
     """CPU seconds and RSS of each server process that is still running, this tool's and
     the machine's CPU seconds, now."""
@@ -351,6 +363,8 @@ class Bench:
                 pass
 
     def settle_phase(self, tally, before, after):
+        """The phase's figures. Every expected delivery not received now is lost; from here
+        on, everything sent so far is settled, so a copy that still arrives counts as late."""
         expected = lost = 0
         sent_upto = {}
         for sender, seq, sent_at in tally.sent:
@@ -512,7 +526,9 @@ async def run(config):
         "rooms": bench.room_names[:3] + (["..."] if config.rooms > 3 else []),
     }
     baseline = sample(config.pids)
+    overflows = listen_overflows()
     connect_seconds = await bench.connect_all()
+    overflows_after = listen_overflows()
     connected = [client for client in bench.clients if client.ws is not None]
     refusals = collections.Counter(client.refusal for client in bench.clients if client.refusal)
     report["connect"] = {
@@ -522,6 +538,10 @@ async def run(config):
         "refusals": dict(refusals),
         "seconds": connect_seconds,
         "time_ms": percentiles([client.connect_ns for client in connected]),
+        # A connect of a second or more is usually a dropped SYN retried after 1 s: the
+        # server's listen backlog was full.
+        "over_1s": sum(client.connect_ns >= 1e9 for client in connected),
+        "listen_overflows": overflows_after - overflows if overflows is not None else None,
     }
     report["server_rss_after_connect_mb"] = {
         pid: process_rss_bytes(pid) / 2**20 for pid in config.pids}
@@ -568,8 +588,11 @@ def format_report(report):
     c = report["connect"]
     lines.append("connect   %d of %d connected in %.2f s (%d at once); refused %d" % (
         c["connected"], c["clients"], c["seconds"], config["connect_concurrency"], c["refused"]))
-    lines.append("          connect time p50 %s ms, p99 %s ms, max %s ms" % (
-        _ms(c["time_ms"], "p50"), _ms(c["time_ms"], "p99"), _ms(c["time_ms"], "max")))
+    lines.append("          connect time p50 %s ms, p99 %s ms, max %s ms; %d took 1 s or more" % (
+        _ms(c["time_ms"], "p50"), _ms(c["time_ms"], "p99"), _ms(c["time_ms"], "max"), c["over_1s"]))
+    if c["listen_overflows"]:
+        lines.append("          the machine's listen queues overflowed %d times (SYNs dropped, retried after 1 s):"
+                     " the server's listen backlog is too short for --connect-concurrency" % c["listen_overflows"])
     for reason, count in sorted(c["refusals"].items()):
         lines.append("          refused: %s x %d" % (reason, count))
     if report["phases"]:
