@@ -1,9 +1,9 @@
-"""The seed's three consumers (section 五 of the study note), now correct.
+"""The seed's three consumers (section 五 of the study note), now correct, and two helpers.
 
 Each WebSocket path is a chat room: a socket joins ``Group(group_name(room))`` on
-connect, every chat message it sends goes to that Group, and it leaves on
-disconnect. ``@channel_session`` remembers each socket's room and handle between
-its messages.
+connect and learns its handle, who is there and the room's recent history; every chat
+message it sends goes to that Group, numbered and kept; it leaves on disconnect.
+``@channel_session`` remembers each socket's room and handle between its messages.
 
 The note's bug, a message handled before ``ws_connect`` had stored the room, cannot
 happen in channels 1.x: daphne passes on no frame until the socket is accepted, and
@@ -12,6 +12,10 @@ What can still happen is that a socket's later frame overtakes an earlier one on
 another worker; ``@in_order`` delivers each socket's messages in the order sent
 (see channels_example/ordering.py). ``@allowed_hosts_only`` refuses (403) a browser
 page from a host not in ALLOWED_HOSTS, and a client that sends no Origin header.
+
+``store_message`` saves each chat message to the database and ``sweep_presence``
+removes the sockets of dead daphnes, both on workers, off the path that delivers
+messages (channels_example/history.py, channels_example/presence.py).
 """
 import logging
 
@@ -19,7 +23,7 @@ from channels import Group
 from channels.security.websockets import allowed_hosts_only
 from channels.sessions import channel_session
 
-from channels_example import protocol, rooms
+from channels_example import history, presence, protocol, rooms
 from channels_example.ordering import in_order
 
 log = logging.getLogger(__name__)
@@ -37,7 +41,11 @@ def _client(message):
 @allowed_hosts_only
 @channel_session
 def ws_connect(message):
-    """Join the room named by the path and accept; refuse a path that names no room."""
+    """Join the room named by the path and accept; refuse a path that names no room.
+
+    The client then receives its welcome (its handle, who is there) and the room's
+    history, and the room hears that it joined.
+    """
     path = message.content["path"]
     try:
         room = rooms.room_from_path(path)
@@ -48,8 +56,15 @@ def ws_connect(message):
         return
     message.channel_session["room"] = room
     message.channel_session["handle"] = handle
-    Group(rooms.group_name(room)).add(message.reply_channel)
+    # Member first, then the snapshots: what the room receives from now on reaches this
+    # socket live, and what it received before is in them (docs/history.md).
+    group = Group(rooms.group_name(room))
+    group.add(message.reply_channel)
+    welcome, joined = presence.join(room, message.reply_channel.name, handle)
     message.reply_channel.send({"accept": True})
+    message.reply_channel.send(welcome)
+    message.reply_channel.send(history.history_frame(room))
+    group.send(joined)
 
 
 @in_order
@@ -67,14 +82,25 @@ def ws_message(message):
         message.reply_channel.send(invalid.frame())
         return
     handle = handle or message.channel_session["handle"]
-    Group(rooms.group_name(room)).send(protocol.chat(room, handle, text))
+    history.post(room, protocol.chat_message(room, handle, text))
 
 
 @in_order
 @channel_session
 def ws_disconnect(message):
-    """Leave the room. The session outlives the socket by a minute, for frames still in flight."""
+    """Leave the room and tell it. The session outlives the socket by a minute, for frames still in flight."""
     room = message.channel_session.get("room")
     if room is not None:
         Group(rooms.group_name(room)).discard(message.reply_channel)
+        presence.leave(room, message.reply_channel.name)
     message.channel_session.set_expiry(SESSION_AFTER_DISCONNECT)
+
+
+def store_message(message):
+    """Save a chat message that was delivered to its room (sent by history.publish on chat.history)."""
+    history.store(message.content)
+
+
+def sweep_presence(message):
+    """Remove the sockets of daphne processes that died without disconnecting them (asked for by every daphne)."""
+    presence.sweep()

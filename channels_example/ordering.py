@@ -76,13 +76,21 @@ def in_order(consumer):
 
 
 def _describe(target, content):
-    return ["group" if isinstance(target, Group) else "channel", target.name, content]
+    kind = getattr(target, "kind", None) or ("group" if isinstance(target, Group) else "channel")
+    return [kind, target.name, content]
 
 
 def deliver(sends):
+    """Send a frame's sends, in order: to a Group, a Channel, or a room (a chat message that
+    channels_example.history.publish numbers and delivers)."""
+    from channels_example import history
+
     for kind, name, content in sends:
-        target = Group(name) if kind == "group" else Channel(name)
-        target.send(content, immediately=True)
+        if kind == "room":
+            history.publish(name, content)
+        else:
+            target = Group(name) if kind == "group" else Channel(name)
+            target.send(content, immediately=True)
 
 
 class Sequencer:

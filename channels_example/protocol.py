@@ -9,9 +9,20 @@ Client to server, one text frame per chat message, either
                                           still works
 A client may also name itself when it connects: ``ws://host/<room>/?handle=ann``.
 
-Server to client, always JSON text frames:
-    {"type": "message", "room", "handle", "message", "ts"}   ts: ms since the epoch
-    {"type": "error", "code", "detail"}                       to the sender only
+Server to client, always JSON text frames. On joining, in this order:
+    {"type": "welcome", "room", "handle", "members"}   the client's own handle and the
+                                                      handles of everyone in the room
+    {"type": "history", "room", "messages", "upto"}    the room's last messages (each a
+                                                      "message" frame), oldest first
+then, with no gap and no duplicate after those two:
+    {"type": "message", "room", "handle", "message", "ts", "seq"}
+                                  ts: ms since the epoch; seq: the message's number in
+                                  its room, 1, 2, 3... (history items have it too)
+    {"type": "presence", "room", "event", "handle", "members"}
+                                  event: "join" or "leave"; members: how many are
+                                  in the room now
+and to the sender only:
+    {"type": "error", "code", "detail"}
 
 A frame that breaks these rules gets an error frame, reaches no one else, and
 leaves the socket open. A connection that cannot be served (its path names no
@@ -103,9 +114,31 @@ def handle_from_query_string(query_string, reply_channel):
     return "guest-" + hashlib.sha1(reply_channel.encode("utf-8")).hexdigest()[:6]
 
 
-def chat(room, handle, message):
-    """The frame every member of ``room`` receives for one chat message."""
-    return _frame(type="message", room=room, handle=handle, message=message, ts=int(time.time() * 1000))
+def chat_message(room, handle, message):
+    """A chat message as a worker accepts it: the fields of its frame except ``seq``,
+    which channels_example.history.publish assigns when it reaches the room."""
+    return {"type": "message", "room": room, "handle": handle, "message": message, "ts": int(time.time() * 1000)}
+
+
+def chat(message, seq):
+    """The frame every member of the room receives for one chat message."""
+    return encode(dict(message, seq=seq))
+
+
+def welcome(room, handle, members):
+    """The first frame a joining client receives: its own handle and who is in the room (itself included)."""
+    return _frame(type="welcome", room=room, handle=handle, members=sorted(members))
+
+
+def history(room, messages, upto):
+    """The second frame: the room's last messages, oldest first; ``upto`` is the seq
+    of the room's latest message when the history was read (0 in a new room)."""
+    return _frame(type="history", room=room, messages=messages, upto=upto)
+
+
+def presence(room, event, handle, members):
+    """What the room receives when someone joins or leaves: ``members`` is the count after it."""
+    return _frame(type="presence", room=room, event=event, handle=handle, members=members)
 
 
 def error(code, detail):
@@ -113,5 +146,10 @@ def error(code, detail):
     return _frame(type="error", code=code, detail=detail)
 
 
-def _frame(**fields):
+def encode(fields):
+    """A JSON text frame: the channel message daphne sends to the client as is."""
     return {"text": json.dumps(fields, ensure_ascii=False)}
+
+
+def _frame(**fields):
+    return encode(fields)

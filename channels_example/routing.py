@@ -1,6 +1,8 @@
 """The seed's routing table: which consumer handles which channel.
 
-HTTP requests are not routed here, so they keep going to Django's urls.py.
+HTTP requests are not routed here, so they keep going to Django's urls.py. The last
+two channels are the project's own: chat messages on their way to the database, and
+requests from daphne to sweep out the sockets of dead daphnes (docs/history.md).
 """
 from channels.routing import route
 
@@ -10,4 +12,6 @@ channel_routing = [
     route("websocket.connect", consumers.ws_connect),
     route("websocket.receive", consumers.ws_message),
     route("websocket.disconnect", consumers.ws_disconnect),
+    route("chat.history", consumers.store_message),
+    route("presence.sweep", consumers.sweep_presence),
 ]

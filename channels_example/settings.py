@@ -9,8 +9,11 @@ laptop and production comes from the environment:
     REDIS_URL      unset: the seed's in-memory layer (runserver only);
                    set: asgi_redis, e.g. redis://127.0.0.1:6379/0, or several
                    comma-separated URLs to shard the layer over several servers
+    DATABASE_URL   unset: SQLite at SQLITE_PATH (default db.sqlite3 here);
+                   set: PostgreSQL, postgres://user:password@host:5432/name
 """
 import os
+from urllib.parse import unquote, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -33,7 +36,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
-    "channels_example",
+    "channels_example.apps.ChatConfig",
 ]
 
 MIDDLEWARE = [
@@ -65,12 +68,38 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("SQLITE_PATH", os.path.join(BASE_DIR, "db.sqlite3")),
+# Chat history is stored here (channels_example.models.Message), written by the workers
+# off the delivery path (docs/history.md). SQLite suits one host; PostgreSQL, selected
+# by DATABASE_URL, serves workers on several hosts.
+DATABASE_URL = urlparse(os.environ.get("DATABASE_URL", ""))
+if DATABASE_URL.scheme in ("postgres", "postgresql"):
+    DATABASES = {
+        "default": {
+            # Django 2.2's backend, fixed for psycopg2 2.9 (the first to support Python 3.11).
+            "ENGINE": "channels_example.postgresql",
+            "NAME": unquote(DATABASE_URL.path.lstrip("/")),
+            "USER": unquote(DATABASE_URL.username or ""),
+            "PASSWORD": unquote(DATABASE_URL.password or ""),
+            "HOST": DATABASE_URL.hostname or "",
+            "PORT": str(DATABASE_URL.port or ""),
+            # A worker stores a message every few milliseconds: keep its connection open.
+            "CONN_MAX_AGE": 600,
+        }
     }
-}
+elif DATABASE_URL.scheme:
+    raise ImproperlyConfigured(
+        "DATABASE_URL must be postgres://user:password@host:port/name, not %r; "
+        "leave it unset for SQLite." % os.environ["DATABASE_URL"]
+    )
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("SQLITE_PATH", os.path.join(BASE_DIR, "db.sqlite3")),
+            # Two workers may write at once; the second waits for the first instead of failing.
+            "OPTIONS": {"timeout": 20},
+        }
+    }
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -113,6 +142,8 @@ if REDIS_HOSTS:
                     "websocket.receive": 20000,
                     # Daphne drops a disconnect silently when this is full.
                     "websocket.disconnect": 5000,
+                    # Chat messages on their way to the database: as many as websocket.receive.
+                    "chat.history": 20000,
                     # One daphne's process channel carries every message for all its sockets
                     # (a Group message once per daphne with the project's layer): a full
                     # SOCKET_BACKLOG burst fanned out to a room of 50 even with the stock layer.
@@ -156,6 +187,23 @@ CACHES = {
         "OPTIONS": {"MAX_ENTRIES": 100000},
     },
 }
+
+# History and presence (docs/history.md).
+# A joining client receives the room's last HISTORY_LENGTH messages (the classic 1.x demo's 50).
+HISTORY_LENGTH = 50
+# The database keeps at least this many messages per room; older ones are pruned by the
+# worker that stores every HISTORY_PRUNE_EVERY-th message of the room, so never more
+# than HISTORY_RETENTION + HISTORY_PRUNE_EVERY - 1.
+HISTORY_RETENTION = 1000
+HISTORY_PRUNE_EVERY = 100
+# A room's numbering and recent list stay in Redis this long after its last message;
+# after that they are read back from the database when the room is used again.
+HISTORY_IDLE_EXPIRY = 7 * 86400
+# A daphne process refreshes its heartbeat in Redis every second; one silent for
+# DAPHNE_HEARTBEAT_TTL seconds is taken for dead, and a sweep (asked for by every daphne
+# every PRESENCE_SWEEP_INTERVAL seconds) removes its sockets from presence and Groups.
+DAPHNE_HEARTBEAT_TTL = 5
+PRESENCE_SWEEP_INTERVAL = 2
 
 # Deliver each socket's messages in the order sent (channels_example/ordering.py).
 # "0" turns it off, only to measure what it costs (bench/ordering_cost.py).

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from urllib.parse import urlparse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -54,6 +55,14 @@ def daphne_argv(port):
         "--ping-interval", str(PING_INTERVAL), "--ping-timeout", str(PING_TIMEOUT),
         "channels_example.asgi:channel_layer",
     ]
+
+
+def database(env):
+    """Where the chat history is stored, for the start-up summary (no password)."""
+    url = urlparse(env.get("DATABASE_URL", ""))
+    if url.scheme:
+        return "PostgreSQL %s:%s/%s" % (url.hostname, url.port or 5432, url.path.lstrip("/"))
+    return "SQLite " + env.get("SQLITE_PATH", os.path.join(ROOT, "db.sqlite3"))
 
 
 def worker_argv():
@@ -165,7 +174,8 @@ def main(argv=None):
     for process in started:
         where = "127.0.0.1:%d" % process.port if process.port else ""
         print("  %-12s pid %-7d %s" % (process.name, process.pid, where))
-    print("  channel layer %s\n  chat at      http://127.0.0.1:%d/\n" % (redis_url, options.port), flush=True)
+    print("  channel layer %s\n  history in   %s\n  chat at      http://127.0.0.1:%d/\n"
+          % (redis_url, database(env), options.port), flush=True)
 
     pid, status = os.wait()
     dead = next((process for process in started if process.pid == pid), None)

@@ -37,8 +37,20 @@ ensure_venv() {
 
 # ensure_debian COMMAND PACKAGE: apt-get install PACKAGE when COMMAND is missing.
 ensure_debian() {
-  local command="$1" package="$2" sudo=""
+  local command="$1" package="$2"
   command -v "$command" >/dev/null && return
+  _apt_install "$package" "$command"
+}
+
+# ensure_debian_path PATH PACKAGE: apt-get install PACKAGE when PATH does not exist
+# (for servers Debian keeps off PATH, such as /usr/lib/postgresql).
+ensure_debian_path() {
+  [ -e "$1" ] && return
+  _apt_install "$2" "$1"
+}
+
+_apt_install() {
+  local package="$1" command="$2" sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
   say "installing Debian's $package (for $command)"
   if [ -z "${_APT_UPDATED:-}" ]; then

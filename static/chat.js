@@ -1,9 +1,13 @@
 /* The chat page at /: one room at a time, over the protocol in docs/protocol.md.
  *
  * The page URL /?room=ROOM&handle=HANDLE opens a room directly; the WebSocket is
- * ws://HOST/<ROOM>/?handle=HANDLE. A dropped connection is retried with capped
- * exponential backoff; a refused one (close 4400) is not, since the same URL would be
- * refused again. Every piece of text reaches the DOM through textContent.
+ * ws://HOST/<ROOM>/?handle=HANDLE, or without ?handle= when the person chose none, and
+ * the server's welcome frame tells the page the handle it got. On joining the page
+ * shows the room's history, then live messages; the presence bar lists who is there.
+ * A dropped connection is retried with capped exponential backoff (keeping the handle,
+ * and showing only messages it has not shown yet); a refused one (close 4400) is not,
+ * since the same URL would be refused again. Every piece of text reaches the DOM
+ * through textContent.
  */
 "use strict";
 
@@ -13,8 +17,12 @@ var RETRY_MAX_MS = 10000;
 var FOLLOW_SLACK_PX = 48;
 
 // retries: consecutive attempts since the connection last held; lost: the room was
-// joined, then the connection dropped (the status says "reconnecting").
-var chat = {room: null, handle: null, socket: null, retries: 0, lost: false, timer: null, lastError: null};
+// joined, then the connection dropped (the status says "reconnecting"); lastSeq: the
+// room's number of the last message shown; members: handle -> how many sockets use it.
+var chat = {
+  room: null, handle: "", socket: null, retries: 0, lost: false, timer: null, lastError: null,
+  welcomed: false, lastSeq: 0, members: {}
+};
 
 function byId(id) {
   return document.getElementById(id);
@@ -50,9 +58,13 @@ function note(text, className) {
   append(element("li", className ? "note " + className : "note", text), true);
 }
 
-function showMessage(frame) {
+function showMessage(frame, fromHistory) {
+  if (typeof frame.seq === "number") {
+    if (frame.seq <= chat.lastSeq) return;  // shown before a reconnect
+    chat.lastSeq = frame.seq;
+  }
   var own = frame.handle === chat.handle;
-  var item = element("li", own ? "message own" : "message");
+  var item = element("li", "message" + (own ? " own" : "") + (fromHistory ? " earlier" : ""));
   var meta = element("div", "meta");
   meta.appendChild(element("span", "handle", String(frame.handle)));
   if (typeof frame.ts === "number") {
@@ -64,7 +76,58 @@ function showMessage(frame) {
   }
   item.appendChild(meta);
   item.appendChild(element("p", "text", String(frame.message)));
-  append(item, own);
+  append(item, own || fromHistory);
+}
+
+function showWelcome(frame) {
+  chat.handle = String(frame.handle);
+  byId("handle").value = chat.handle;
+  rememberRoom();
+  chat.members = {};
+  (Array.isArray(frame.members) ? frame.members : []).forEach(function (handle) {
+    chat.members[handle] = (chat.members[handle] || 0) + 1;
+  });
+  showMembers(Array.isArray(frame.members) ? frame.members.length : 0);
+  if (!chat.welcomed) note("you are " + chat.handle + " in " + chat.room);
+  chat.welcomed = true;
+  setStatus("connected", chat.handle + " in " + chat.room);
+}
+
+function showHistory(frame) {
+  // A server that lost its numbering (a restart without its data) starts again lower.
+  if (typeof frame.upto === "number" && frame.upto < chat.lastSeq) chat.lastSeq = 0;
+  (Array.isArray(frame.messages) ? frame.messages : []).forEach(function (message) {
+    if (message && typeof message === "object") showMessage(message, true);
+  });
+}
+
+function showPresence(frame) {
+  var handle = String(frame.handle);
+  if (frame.event === "join") {
+    chat.members[handle] = (chat.members[handle] || 0) + 1;
+    note(handle + " joined", "presence");
+  } else if (frame.event === "leave") {
+    chat.members[handle] = (chat.members[handle] || 0) - 1;
+    if (chat.members[handle] <= 0) delete chat.members[handle];
+    note(handle + " left", "presence");
+  } else {
+    return;
+  }
+  showMembers(frame.members);
+}
+
+/* The presence bar: how many are here and their handles (one handle used twice shows ×2). */
+function showMembers(count) {
+  var list = byId("members");
+  list.replaceChildren();
+  Object.keys(chat.members).sort().forEach(function (handle) {
+    var times = chat.members[handle];
+    var item = element("li", handle === chat.handle ? "member own" : "member", handle);
+    if (times > 1) item.appendChild(element("span", "times", " ×" + times));
+    list.appendChild(item);
+  });
+  byId("member-count").textContent = typeof count === "number" ? String(count) : "";
+  byId("presence").hidden = false;
 }
 
 function onFrame(event) {
@@ -76,16 +139,22 @@ function onFrame(event) {
   }
   if (frame === null || typeof frame !== "object") return;
   if (frame.type === "message") {
-    showMessage(frame);
+    showMessage(frame, false);
+  } else if (frame.type === "welcome") {
+    showWelcome(frame);
+  } else if (frame.type === "history") {
+    showHistory(frame);
+  } else if (frame.type === "presence") {
+    showPresence(frame);
   } else if (frame.type === "error") {
     chat.lastError = String(frame.detail || frame.code);
     note(chat.lastError, "error");
   }
-  // Other frame types (history, presence, ...) are for later versions of this page.
+  // Frame types this page does not know are for later versions of it.
 }
 
 function connect() {
-  var path = "/" + encodeURIComponent(chat.room) + "/?handle=" + encodeURIComponent(chat.handle);
+  var path = "/" + encodeURIComponent(chat.room) + "/" + (chat.handle ? "?handle=" + encodeURIComponent(chat.handle) : "");
   var socket = new WebSocket(socketUrl(path));
   var openedAt = null;
   chat.socket = socket;
@@ -96,7 +165,7 @@ function connect() {
     openedAt = Date.now();
     if (chat.lost) note("reconnected");
     chat.lost = false;
-    setStatus("connected", chat.handle + " in " + chat.room);
+    setStatus("connected", chat.room);
   };
   socket.onmessage = function (event) {
     if (socket === chat.socket) onFrame(event);
@@ -112,6 +181,7 @@ function connect() {
     }
     if (!chat.lost) note("connection lost, reconnecting");
     chat.lost = true;
+    byId("presence").hidden = true;
     // Only a connection that lasted resets the backoff: a server that accepts and
     // drops at once must not be hammered every RETRY_FIRST_MS.
     if (openedAt !== null && Date.now() - openedAt > RETRY_MAX_MS) chat.retries = 0;
@@ -129,10 +199,6 @@ function leave() {
     chat.socket = null;
     socket.close();
   }
-}
-
-function guestHandle() {
-  return "guest-" + Math.random().toString(16).slice(2, 8);
 }
 
 function rememberHandle(handle) {
@@ -155,13 +221,26 @@ function roomLink(room) {
   return location.origin + "/?room=" + encodeURIComponent(room);
 }
 
+/* Keep the room and handle in the page URL (and the handle for next time). */
+function rememberRoom() {
+  var params = {room: chat.room};
+  if (chat.handle) {
+    params.handle = chat.handle;
+    rememberHandle(chat.handle);
+  }
+  history.replaceState(null, "", "/?" + new URLSearchParams(params));
+}
+
 function join(room, handle) {
   leave();
   chat.room = room.trim() || "lobby";
-  chat.handle = handle.trim() || guestHandle();
+  // No handle: the server gives one (guest-...), and the welcome frame says which.
+  chat.handle = handle.trim();
   chat.retries = 0;
   chat.lost = false;
-  rememberHandle(chat.handle);
+  chat.welcomed = false;
+  chat.lastSeq = 0;
+  chat.members = {};
   byId("room").value = chat.room;
   byId("handle").value = chat.handle;
   byId("room-name").textContent = chat.room;
@@ -170,9 +249,9 @@ function join(room, handle) {
   share.href = roomLink(chat.room);
   share.title = "Share this room: " + location.origin + "/?room=" + chat.room;
   share.hidden = false;
-  history.replaceState(null, "", "/?" + new URLSearchParams({room: chat.room, handle: chat.handle}));
+  rememberRoom();
   byId("messages").replaceChildren();
-  note("you are " + chat.handle + " in " + chat.room);
+  byId("presence").hidden = true;
   connect();
   byId("message").focus();
 }
@@ -192,7 +271,8 @@ function send(event) {
 }
 
 /* The study note's test, unchanged in flow: open /channels_example/, send
- * "hello world", and show the reply (in the page rather than in alert()). */
+ * "hello world", and show the reply (in the page rather than in alert()). The room's
+ * welcome and history frames come first; the reply is the first chat message. */
 function WebSocketTest() {
   var output = byId("seed-output");
   output.textContent = "connecting to /channels_example/ …";
@@ -201,6 +281,13 @@ function WebSocketTest() {
     socket.send("hello world");
   };
   socket.onmessage = function (event) {
+    var frame = null;
+    try {
+      frame = JSON.parse(event.data);
+    } catch (notJson) {
+      // Not ours: show it as it came.
+    }
+    if (frame && frame.type !== "message") return;
     output.textContent = event.data;
     socket.close();
   };

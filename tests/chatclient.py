@@ -24,6 +24,13 @@ async def next_frame(ws, timeout=TIMEOUT):
     return json.loads(await asyncio.wait_for(ws.recv(), timeout))
 
 
+async def joined(ws, timeout=TIMEOUT):
+    """The two frames a socket receives first in its room: ``(welcome, history)``."""
+    welcome, history = await next_frame(ws, timeout), await next_frame(ws, timeout)
+    assert (welcome["type"], history["type"]) == ("welcome", "history"), (welcome, history)
+    return welcome, history
+
+
 async def frames_until(ws, done, timeout=TIMEOUT):
     """Collect frames until ``done(frames)`` is true; fail after ``timeout`` seconds."""
     frames = []

@@ -1,10 +1,21 @@
 """Fixtures that start real servers. Each stops what it started, by PID."""
 import os
 import subprocess
+import uuid
 
 import pytest
 
 from tests.servers import Process, free_port, manage
+
+
+@pytest.fixture(autouse=True)
+def fresh_room_state(monkeypatch):
+    """Each test starts with no numbering, recent history or members kept in this process's memory."""
+    from channels_example import history, ordering, presence
+
+    monkeypatch.setattr(history, "_recent", None)
+    monkeypatch.setattr(presence, "_members", None)
+    monkeypatch.setattr(ordering, "_sequencer", None)
 
 
 @pytest.fixture
@@ -71,7 +82,7 @@ def new_page(browser):
 
 @pytest.fixture
 def production(tmp_path):
-    """A factory: ``production(workers=2, daphnes=1, shards=1)`` starts the real topology."""
+    """A factory: ``production(workers=2, daphnes=1, shards=1, database_url=None)`` starts the real topology."""
     from tests.production import Stack
 
     stacks = []
@@ -84,6 +95,24 @@ def production(tmp_path):
     yield start
     for stack in stacks:
         stack.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL for the whole test run (tests/postgres.py); each test gets its own database."""
+    from tests.postgres import Postgres
+
+    server = Postgres().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request):
+    """Run the test on each database: None for SQLite (each Stack has its own file), else a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres_server").create_database("test_%s" % uuid.uuid4().hex[:12])
 
 
 @pytest.fixture

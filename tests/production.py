@@ -21,7 +21,8 @@ class Stack:
         self.redis, self.daphnes, self.workers = [], [], []
         self.env = None
 
-    def start(self, workers=2, daphnes=1, shards=1):
+    def start(self, workers=2, daphnes=1, shards=1, database_url=None):
+        """Start it all; ``database_url`` selects PostgreSQL (DATABASE_URL), else SQLite in the test's folder."""
         for number in range(shards):
             port = free_port()
             data = self.folder / ("redis-%d" % number)
@@ -29,7 +30,8 @@ class Stack:
             self.redis.append(self._start("redis-%d" % number, topology.redis_argv(port, data), port=port))
         redis_url = ",".join("redis://127.0.0.1:%d/0" % server.port for server in self.redis)
         self.env = topology.production_env(
-            redis_url, SECRET_KEY=SECRET_KEY, SQLITE_PATH=str(self.folder / "db.sqlite3")
+            redis_url, SECRET_KEY=SECRET_KEY, SQLITE_PATH=str(self.folder / "db.sqlite3"),
+            DATABASE_URL=database_url or "",
         )
         subprocess.run(manage("migrate", "--verbosity", "0"), env=self.env, check=True)
         for number in range(daphnes):

@@ -5,7 +5,8 @@ from channels.exceptions import DenyConnection
 from channels.sessions import session_for_reply_channel
 from channels.test import ChannelTestCase, WSClient
 
-from channels_example import protocol, rooms
+from channels_example import history, protocol, rooms
+from channels_example.models import Message
 
 
 # What daphne sends for a page served from 127.0.0.1 (WSClient's own headers are a dict,
@@ -14,9 +15,20 @@ BROWSER = {"headers": [[b"origin", b"http://127.0.0.1:8000"], [b"host", b"127.0.
 
 
 class ConsumerTestCase(ChannelTestCase):
+    def setUp(self):
+        super().setUp()
+        self.clients = []
+
     def connect(self, path="/lobby/"):
+        """A joined client; its welcome and history frames are kept as ``.welcome`` and ``.history``."""
         client = WSClient()
         client.send_and_consume("websocket.connect", BROWSER, path=path)
+        client.welcome, client.history = client.receive(), client.receive()
+        self.clients.append(client)
+        # The room's join event, which every member (the joiner too) has received.
+        for member in self.clients:
+            event = member.receive()
+            self.assertIn(event and event["type"], {None, "presence"})
         return client
 
     def say(self, client, text, path="/lobby/"):
@@ -160,6 +172,7 @@ class TestDisconnect(ConsumerTestCase):
     def test_disconnect_removes_the_member(self):
         ann, bob = self.connect(), self.connect()
         bob.send_and_consume("websocket.disconnect", {"code": 1000}, path="/lobby/")
+        self.assertEqual(ann.receive()["event"], "leave")
         self.say(ann, "bye")
         self.assertEqual(ann.receive()["message"], "bye")
         self.assertIsNone(bob.receive())
@@ -168,6 +181,7 @@ class TestDisconnect(ConsumerTestCase):
         # With several workers the disconnect can overtake the socket's last frame.
         ann, bob = self.connect(), self.connect()
         ann.send_and_consume("websocket.disconnect", {"code": 1000}, path="/lobby/")
+        self.assertEqual(bob.receive()["event"], "leave")
         self.say(ann, "sent just before closing")
         self.assertEqual(bob.receive()["message"], "sent just before closing")
         self.assertEqual(self.session_of(ann).get_expiry_age(), 60)
@@ -179,3 +193,92 @@ class TestDisconnect(ConsumerTestCase):
         # The note's ws_disconnect read channel_session['room'] here and raised KeyError.
         client.send_and_consume("websocket.disconnect", {"code": 1006}, path="/a/b/")
         self.assertIsNone(client.receive())
+
+
+class TestJoining(ConsumerTestCase):
+    def test_joiner_is_told_its_handle_and_who_is_in_the_room(self):
+        ann = self.connect("/lobby/?handle=ann")
+        bob = self.connect("/lobby/?handle=bob")
+        self.assertEqual(bob.welcome, {"type": "welcome", "room": "lobby", "handle": "bob", "members": ["ann", "bob"]})
+        self.assertEqual(ann.welcome["members"], ["ann"])
+
+    def test_generated_handle_is_the_one_in_the_welcome(self):
+        guest = self.connect("/lobby/")
+        self.assertTrue(guest.welcome["handle"].startswith("guest-"))
+        self.assertEqual(guest.welcome["handle"], self.session_of(guest)["handle"])
+
+    def test_the_room_hears_joins_and_leaves_with_the_count(self):
+        ann = self.connect("/lobby/?handle=ann")
+        bob = WSClient()
+        bob.send_and_consume("websocket.connect", BROWSER, path="/lobby/?handle=bob")
+        self.assertEqual(ann.receive(), {"type": "presence", "room": "lobby", "event": "join", "handle": "bob", "members": 2})
+        bob.send_and_consume("websocket.disconnect", {"code": 1000}, path="/lobby/")
+        self.assertEqual(ann.receive(), {"type": "presence", "room": "lobby", "event": "leave", "handle": "bob", "members": 1})
+
+    def test_a_room_that_never_spoke_has_empty_history(self):
+        ann = self.connect()
+        self.assertEqual(ann.history, {"type": "history", "room": "lobby", "messages": [], "upto": 0})
+
+
+class TestHistory(ConsumerTestCase):
+    def test_messages_are_numbered_in_their_room(self):
+        ann, stranger = self.connect("/lobby/"), self.connect("/kitchen/")
+        for text in ("one", "two"):
+            self.say(ann, text)
+        self.say(stranger, "elsewhere", path="/kitchen/")
+        self.assertEqual([ann.receive()["seq"] for _ in range(2)], [1, 2])
+        self.assertEqual(stranger.receive()["seq"], 1)
+
+    def test_joiner_receives_the_rooms_messages_oldest_first(self):
+        ann = self.connect("/lobby/?handle=ann")
+        for text in ("one", "two", "three"):
+            self.say(ann, text)
+            ann.receive()
+        bob = self.connect("/lobby/?handle=bob")
+        self.assertEqual([(m["seq"], m["handle"], m["message"]) for m in bob.history["messages"]],
+                         [(1, "ann", "one"), (2, "ann", "two"), (3, "ann", "three")])
+        self.assertEqual(bob.history["upto"], 3)
+        self.assertEqual(set(bob.history["messages"][0]), {"type", "room", "handle", "message", "ts", "seq"})
+
+    def test_history_holds_only_the_last_HISTORY_LENGTH_messages(self):
+        ann = self.connect()
+        with self.settings(HISTORY_LENGTH=3):
+            for number in range(5):
+                self.say(ann, "m%d" % number)
+                ann.receive()
+            bob = self.connect()
+        self.assertEqual([m["message"] for m in bob.history["messages"]], ["m2", "m3", "m4"])
+
+    def test_each_delivered_message_is_stored_off_the_delivery_path(self):
+        ann = self.connect("/lobby/?handle=ann")
+        self.say(ann, "keep me")
+        self.assertFalse(Message.objects.exists())
+        ann.consume("chat.history")
+        stored = Message.objects.get()
+        self.assertEqual((stored.room, stored.seq, stored.handle, stored.message), ("lobby", 1, "ann", "keep me"))
+        self.assertEqual(int(stored.created.timestamp() * 1000), ann.receive()["ts"])
+
+    def test_storing_a_message_twice_keeps_one_row(self):
+        stored = {"room": "lobby", "seq": 1, "handle": "ann", "message": "hi", "ts": 1764000000123}
+        history.store(stored)
+        history.store(stored)
+        self.assertEqual(Message.objects.count(), 1)
+
+    def test_retention_prunes_the_oldest_messages_of_the_room_only(self):
+        with self.settings(HISTORY_RETENTION=5, HISTORY_PRUNE_EVERY=3):
+            for seq in range(1, 11):
+                for room in ("lobby", "kitchen"):
+                    history.store({"room": room, "seq": seq, "handle": "ann", "message": str(seq), "ts": 0})
+        kept = list(Message.objects.filter(room="lobby").values_list("seq", flat=True).order_by("seq"))
+        # Pruned at seq 9 (every 3rd) down to the last 5; 10 arrived after.
+        self.assertEqual(kept, [5, 6, 7, 8, 9, 10])
+
+    def test_after_a_restart_history_comes_from_the_database_and_numbering_goes_on(self):
+        for seq, text in enumerate(["before", "the", "restart"], 1):
+            history.store({"room": "lobby", "seq": seq, "handle": "ann", "message": text, "ts": 1764000000000 + seq})
+        bob = self.connect("/lobby/?handle=bob")
+        self.assertEqual([(m["seq"], m["message"], m["ts"]) for m in bob.history["messages"]],
+                         [(1, "before", 1764000000001), (2, "the", 1764000000002), (3, "restart", 1764000000003)])
+        self.assertEqual(bob.history["upto"], 3)
+        self.say(bob, "after")
+        self.assertEqual(bob.receive()["seq"], 4)

@@ -238,8 +238,7 @@ def test_the_view_follows_new_messages(runserver, new_page):
         expect(page.locator(".message").first).not_to_be_in_viewport()
 
 
-def test_unknown_frame_types_are_ignored(runserver, page):
-    # The server will send history and presence frames later; today's page must not trip over them.
+def test_unknown_and_malformed_frames_are_ignored(runserver, page):
     routed, errors = [], []
 
     def pass_through(ws):
@@ -250,7 +249,8 @@ def test_unknown_frame_types_are_ignored(runserver, page):
     page.route_web_socket(re.compile(r"/lobby/"), pass_through)
     open_room(page, runserver.port, "lobby", "ann")
 
-    for frame in ({"type": "presence", "handles": ["ann"]}, {"type": "history", "messages": []}, [1, 2], None):
+    for frame in ({"type": "typing", "handle": "bob"}, {"type": "presence", "handles": ["ann"]},
+                  {"type": "history", "messages": [None, 1]}, {"type": "history"}, [1, 2], None):
         routed[0].send(json.dumps(frame))
     routed[0].send("not json")
     say(page, "after the unknown frames")
@@ -258,6 +258,67 @@ def test_unknown_frame_types_are_ignored(runserver, page):
     expect(texts(page)).to_have_text(["after the unknown frames"])
     expect(page.locator("#status")).to_have_attribute("data-state", "connected")
     assert errors == []
+
+
+def test_a_joiner_sees_the_rooms_history_then_live_messages(runserver, new_page):
+    ann = open_room(new_page(), runserver.port, "lobby", "ann")
+    for text in ("one", "two", "three"):
+        say(ann, text)
+    expect(texts(ann)).to_have_text(["one", "two", "three"])
+
+    bob = open_room(new_page(), runserver.port, "lobby", "bob")
+    expect(texts(bob)).to_have_text(["one", "two", "three"])
+    say(ann, "four")
+
+    expect(texts(bob)).to_have_text(["one", "two", "three", "four"])
+    expect(bob.locator(".message.earlier")).to_have_count(3)
+    expect(bob.locator(".message .handle")).to_have_text(["ann"] * 4)
+
+
+def test_history_and_presence_through_daphne_and_workers(production, new_page):
+    port = production(workers=2).port
+    ann = open_room(new_page(), port, "lobby", "ann")
+    say(ann, "before bob")
+    expect(texts(ann)).to_have_text(["before bob"])
+
+    bob = open_room(new_page(), port, "lobby", "bob")
+
+    expect(texts(bob)).to_have_text(["before bob"])
+    expect(bob.locator("#members li")).to_have_text(["ann", "bob"])
+    expect(ann.locator("#member-count")).to_have_text("2")
+
+
+def test_presence_shows_who_is_here_and_who_comes_and_goes(runserver, new_page):
+    ann = open_room(new_page(), runserver.port, "lobby", "ann")
+    expect(ann.locator("#member-count")).to_have_text("1")
+    expect(ann.locator("#members li")).to_have_text(["ann"])
+
+    bob_page = new_page()
+    open_room(bob_page, runserver.port, "lobby", "bob")
+    expect(bob_page.locator("#members li")).to_have_text(["ann", "bob"])
+    expect(ann.locator("#members li")).to_have_text(["ann", "bob"])
+    expect(ann.locator("#member-count")).to_have_text("2")
+    expect(ann.locator(".note.presence")).to_have_text(["bob joined"])
+
+    bob_page.close()
+
+    expect(ann.locator("#member-count")).to_have_text("1")
+    expect(ann.locator("#members li")).to_have_text(["ann"])
+    expect(ann.locator(".note.presence")).to_have_text(["bob joined", "bob left"])
+
+
+def test_without_a_handle_the_page_uses_the_one_the_server_gives(runserver, page):
+    page.goto("http://127.0.0.1:%d/?room=lobby" % runserver.port)
+    expect(page.locator("#status")).to_have_attribute("data-state", "connected", timeout=CONNECT_TIMEOUT)
+
+    expect(page.locator("#handle")).to_have_value(re.compile(r"^guest-[0-9a-f]{6}$"))
+    handle = page.locator("#handle").input_value()
+    say(page, "who am I?")
+
+    expect(page.locator(".message.own .handle")).to_have_text([handle])
+    expect(page.locator(".note").first).to_have_text("you are %s in lobby" % handle)
+    expect(page.locator("#members li")).to_have_text([handle])
+    expect(page).to_have_url(re.compile(re.escape("?" + urlencode({"room": "lobby", "handle": handle})) + "$"))
 
 
 def test_page_fits_a_phone_screen(runserver, new_page):

@@ -240,7 +240,8 @@ def test_redis_restart_under_traffic_recovers_without_restarting_daphne_or_worke
             await asyncio.get_running_loop().run_in_executor(None, server.start)
             restarted = time.monotonic()
             frames = await frames_until(
-                bob, lambda got: got and sent_at[int(got[-1].get("message", "t:-1").split(":")[1])] > restarted
+                bob, lambda got: got and got[-1]["type"] == "message"
+                and sent_at[int(got[-1]["message"].split(":")[1])] > restarted
             )
             recovered = time.monotonic()
             done.set()

@@ -49,10 +49,20 @@ def test_message_at_the_limit_is_accepted():
 
 
 def test_chat_frame_has_the_documented_fields():
-    frame = json.loads(protocol.chat("聊天室", "ann", "hi")["text"])
-    assert set(frame) == {"type", "room", "handle", "message", "ts"}
-    assert (frame["type"], frame["room"], frame["handle"], frame["message"]) == ("message", "聊天室", "ann", "hi")
+    frame = json.loads(protocol.chat(protocol.chat_message("聊天室", "ann", "hi"), 7)["text"])
+    assert set(frame) == {"type", "room", "handle", "message", "ts", "seq"}
+    assert (frame["type"], frame["room"], frame["handle"], frame["message"], frame["seq"]) == (
+        "message", "聊天室", "ann", "hi", 7)
     assert isinstance(frame["ts"], int)
+
+
+def test_join_frames_have_the_documented_fields():
+    welcome = json.loads(protocol.welcome("lobby", "ann", ["bob", "ann"])["text"])
+    assert welcome == {"type": "welcome", "room": "lobby", "handle": "ann", "members": ["ann", "bob"]}
+    history = json.loads(protocol.history("lobby", [], 0)["text"])
+    assert history == {"type": "history", "room": "lobby", "messages": [], "upto": 0}
+    event = json.loads(protocol.presence("lobby", "leave", "bob", 1)["text"])
+    assert event == {"type": "presence", "room": "lobby", "event": "leave", "handle": "bob", "members": 1}
 
 
 def test_refusal_accepts_explains_and_closes_in_one_reply():

@@ -6,7 +6,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from channels_example import protocol
-from tests.chatclient import frames_until, join, messages, next_frame, run
+from tests.chatclient import frames_until, join, joined, messages, next_frame, run
 
 
 def test_each_of_100_clients_that_send_on_open_gets_its_own_message_back(runserver):
@@ -66,6 +66,7 @@ def test_hostile_path_is_refused_at_once_with_a_reason(runserver):
 def test_binary_frame_gets_an_error_frame_and_the_socket_keeps_working(runserver):
     async def main():
         async with join(runserver.port, "binary") as ws:
+            await joined(ws)
             await ws.send(b"\x89PNG")
             error = await next_frame(ws)
             await ws.send("still here")

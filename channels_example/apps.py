@@ -1,0 +1,20 @@
+"""The chat app's configuration: SQLite tuned for workers that store a message each."""
+from django.apps import AppConfig
+from django.db.backends.signals import connection_created
+
+
+class ChatConfig(AppConfig):
+    name = "channels_example"
+
+    def ready(self):
+        connection_created.connect(tune_sqlite)
+
+
+def tune_sqlite(sender, connection, **kwargs):
+    """Write-ahead logging, synced at checkpoints: a stored message costs ~30 µs instead of ~700 µs
+    (bench/history_cost.py), readers never wait for the writer, and several worker processes
+    share the file. A power cut can lose the last moments of history, never corrupt it."""
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
