@@ -97,8 +97,9 @@ def ws_disconnect(message):
 
 
 def store_message(message):
-    """Save a chat message that was delivered to its room (sent by history.publish on chat.history)."""
-    history.store(message.content)
+    """Save a chat message that was delivered to its room (sent by history.publish on chat.history),
+    with any others already waiting, in one transaction."""
+    history.store(message.content, *history.waiting_to_be_stored(message.channel_layer))
 
 
 def sweep_presence(message):

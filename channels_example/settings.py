@@ -98,6 +98,8 @@ else:
             "NAME": os.environ.get("SQLITE_PATH", os.path.join(BASE_DIR, "db.sqlite3")),
             # Two workers may write at once; the second waits for the first instead of failing.
             "OPTIONS": {"timeout": 20},
+            # As for PostgreSQL: opening the file (and setting it up, apps.py) on every message costs more than storing it.
+            "CONN_MAX_AGE": 600,
         }
     }
 

@@ -258,6 +258,15 @@ class TestHistory(ConsumerTestCase):
         self.assertEqual((stored.room, stored.seq, stored.handle, stored.message), ("lobby", 1, "ann", "keep me"))
         self.assertEqual(int(stored.created.timestamp() * 1000), ann.receive()["ts"])
 
+    def test_a_worker_stores_the_messages_waiting_together(self):
+        ann = self.connect("/lobby/?handle=ann")
+        for text in ("one", "two", "three"):
+            self.say(ann, text)
+        ann.consume("chat.history")
+        self.assertEqual(list(Message.objects.order_by("seq").values_list("seq", "message")),
+                         [(1, "one"), (2, "two"), (3, "three")])
+        self.assertIsNone(self.get_next_message("chat.history"))
+
     def test_storing_a_message_twice_keeps_one_row(self):
         stored = {"room": "lobby", "seq": 1, "handle": "ann", "message": "hi", "ts": 1764000000123}
         history.store(stored)

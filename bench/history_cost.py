@@ -1,0 +1,174 @@
+"""What history and presence (docs/history.md) cost per message, measured two ways.
+
+1. Each part alone, against a real redis-server and each database (SQLite, and a
+   throwaway PostgreSQL with fsync on): a plain Group send of a chat frame (what a
+   message cost before history), ``history.publish`` (number it, keep it in the
+   recent list, send it to the Group and to chat.history), ``history.store`` (the
+   database write, on a worker but off the delivery path: one message per transaction,
+   and 100, as a worker stores them when they wait), a presence join plus leave,
+   and the daphne-side gate per frame.
+2. End to end on the production topology (redis-server + daphne + 2 runworkers), on
+   each database: one client sends a burst, another member receives it; the burst's
+   duration and the workers' CPU time per message, storing included.
+
+    .venv/bin/python bench/history_cost.py [--messages 2000] [--burst 500] [--runs 3]
+"""
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "channels_example.settings")
+
+from channels_example import topology  # noqa: E402
+from tests.postgres import Postgres  # noqa: E402
+
+
+def parts_alone(count):
+    """Run in a child process whose environment names Redis and the database; prints µs per operation as JSON."""
+    import django
+
+    django.setup()
+    from channels import DEFAULT_CHANNEL_LAYER, Group, channel_layers
+    from django.core.management import call_command
+
+    from channels_example import history, layers, presence, protocol
+
+    call_command("migrate", verbosity=0)
+    layer = channel_layers[DEFAULT_CHANNEL_LAYER]
+    members = ["daphne.response.bench!%d" % number for number in range(10)]
+    for member in members:
+        Group("chat-bench").add(member)
+
+    def per_op(run, repeat=count):
+        started = time.perf_counter()
+        for number in range(repeat):
+            run(number)
+        return (time.perf_counter() - started) / repeat * 1e6
+
+    def drain():
+        layer.flush()
+        for member in members:
+            Group("chat-bench").add(member)
+
+    message = protocol.chat_message("bench", "ann", "x" * 40)
+    results = {"group send (before history)": per_op(lambda n: Group("chat-bench").send(protocol.chat(message, n),
+                                                                                          immediately=True))}
+    drain()
+    results["history.publish"] = per_op(lambda n: history.publish("bench", message))
+    stored = []
+    while True:
+        channel, content = layer.receive([history.STORE_CHANNEL])
+        if channel is None:
+            break
+        stored.append(content)
+    half = len(stored) // 2
+    results["history.store, one at a time"] = per_op(lambda n: history.store(stored[n]), half)
+    batches = [stored[start:start + history.STORE_BATCH] for start in range(half, len(stored), history.STORE_BATCH)]
+    results["history.store, 100 at a time"] = per_op(lambda n: history.store(*batches[n]), len(batches)) * len(
+        batches) / (len(stored) - half)
+    drain()
+    results["presence join + leave"] = per_op(
+        lambda n: (presence.join("bench", "daphne.response.bench!p%d" % n, "p%d" % n),
+                   presence.leave("bench", "daphne.response.bench!p%d" % n)))
+    gate = layers.JoinGate()
+    gate.admit("daphne.response.bench!g", {"text": "welcome", layers.PRESENCE_UPTO_KEY: 0})
+    gate.admit("daphne.response.bench!g", {"text": "history", layers.HISTORY_UPTO_KEY: 0})
+    results["gate, per frame (daphne)"] = per_op(
+        lambda n: gate.admit("daphne.response.bench!g", {"text": "m", layers.SEQ_KEY: n + 1}))
+    print(json.dumps(results))
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def burst(port, count):
+    from websockets.asyncio.client import connect
+
+    url = "ws://127.0.0.1:%d/bench/" % port
+    origin = "http://127.0.0.1:%d" % port
+    async with connect(url, origin=origin, max_queue=None) as sender, connect(url, origin=origin, max_queue=None) as member:
+        started = time.perf_counter()
+        for number in range(count):
+            await sender.send(str(number))
+        received = 0
+        while received < count:
+            received += '"type": "message"' in await member.recv()
+        return time.perf_counter() - started
+
+
+def end_to_end(env, count, runs, folder):
+    port = topology.free_port()
+    daphne = topology.Process("daphne", topology.daphne_argv(port) + ["-v", "0"], env=env, port=port,
+                              log_path=os.path.join(folder, "daphne.log")).start()
+    workers = [topology.Process("worker", topology.worker_argv(), env=env,
+                                log_path=os.path.join(folder, "worker-%d.log" % number)).start() for number in range(2)]
+    try:
+        asyncio.run(burst(port, 10))  # warm up both workers
+        results = []
+        for _ in range(runs):
+            before = sum(cpu_seconds(worker.pid) for worker in workers)
+            elapsed = asyncio.run(burst(port, count))
+            time.sleep(1)  # let the workers store the burst: storing is part of the cost
+            results.append((elapsed, (sum(cpu_seconds(worker.pid) for worker in workers) - before) / count))
+        return results
+    finally:
+        for process in workers + [daphne]:
+            process.stop()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--burst", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--parts-alone", type=int, help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.parts_alone:
+        return parts_alone(options.parts_alone)
+
+    folder = tempfile.mkdtemp(prefix="history-cost-")
+    redis_port = topology.free_port()
+    redis_server = topology.Process("redis", topology.redis_argv(redis_port, folder), port=redis_port,
+                                    log_path=os.path.join(folder, "redis.log")).start()
+    postgres = Postgres(durable=True).start()
+    print("redis-server pid %d on 127.0.0.1:%d, postgres pid %d on 127.0.0.1:%d, logs in %s"
+          % (redis_server.pid, redis_port, postgres.server.pid, postgres.port, folder), flush=True)
+    try:
+        databases = {
+            "SQLite": {"SQLITE_PATH": os.path.join(folder, "db.sqlite3"), "DATABASE_URL": ""},
+            "PostgreSQL": {"DATABASE_URL": postgres.create_database("bench")},
+        }
+        for name, database in databases.items():
+            env = topology.production_env("redis://127.0.0.1:%d/0" % redis_port, SECRET_KEY="bench",
+                                          LOG_LEVEL="WARNING", **database)
+            subprocess.run([sys.executable, os.path.join(ROOT, "manage.py"), "migrate", "--verbosity", "0"],
+                           env=env, check=True)
+            subprocess.run([sys.executable, "-c", "import redis; redis.StrictRedis(port=%d).flushall()" % redis_port],
+                           check=True)
+            done = subprocess.run([sys.executable, __file__, "--parts-alone", str(options.messages)], env=env,
+                                  check=True, capture_output=True, text=True)
+            print("\n%s, each part alone (%d operations):" % (name, options.messages))
+            for part, micros in json.loads(done.stdout.strip().splitlines()[-1]).items():
+                print("  %-30s %7.0f µs" % (part, micros))
+            results = end_to_end(env, options.burst, options.runs, folder)
+            times, cpu = zip(*results)
+            print("  end to end, burst of %d: median %.2f s, worker CPU %.0f µs per message (median of %d)"
+                  % (options.burst, statistics.median(times), statistics.median(cpu) * 1e6, options.runs))
+    finally:
+        postgres.stop()
+        redis_server.stop()
+
+
+if __name__ == "__main__":
+    main()
