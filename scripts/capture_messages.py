@@ -177,11 +177,13 @@ def main():
             sys.stderr.write("--- %s log:\n%s\n" % (process.name, process.read_log()))
         raise
     finally:
-        print()
+        # Stop first, print after: a reader that went away (| head) must not leave servers running.
         for process in reversed(started):
             process.stop()
-            print("stopped %s (pid %d)" % (process.name, process.pid))
         shutil.rmtree(folder, ignore_errors=True)
+        print()
+        for process in reversed(started):
+            print("stopped %s (pid %d)" % (process.name, process.pid))
 
 
 if __name__ == "__main__":
