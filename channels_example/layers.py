@@ -216,6 +216,7 @@ class ExplicitLayerMixin:
     def __init__(self, socket_backlog=1000, **config):
         super().__init__(**config)
         self.socket_backlog = socket_backlog
+        self.pending_disconnects = collections.deque()
         self.dropped = 0
         self._handled = {}
         self.gate = JoinGate()
@@ -237,7 +238,27 @@ class ExplicitLayerMixin:
         self._handled[socket] = sequencer().next_order(socket)
         if order - self._handled[socket] >= self.socket_backlog:
             log.warning("closing %s: %d frames waiting to be handled (socket_backlog)", socket, self.socket_backlog)
+            self.disconnect_refused(socket, order)
             raise self.ChannelFull()
+
+    def disconnect_refused(self, socket, order):
+        """Send the websocket.disconnect daphne will not send for a socket whose frame was refused.
+
+        Daphne closes such a socket with 1013 but marks it muted, and a muted socket's
+        close sends no disconnect: without this it would stay in its Group and in its
+        room's presence for a day. Its ``order`` is the refused frame's, the last the
+        socket will have. Kept and sent again later if Redis cannot take it now.
+        """
+        self.pending_disconnects.append({"reply_channel": socket, "path": "", "code": 1013, "order": order})
+        self.flush_disconnects()
+
+    def flush_disconnects(self):
+        while self.pending_disconnects:
+            try:
+                self.send("websocket.disconnect", self.pending_disconnects[0])
+            except self.ChannelFull:
+                return
+            self.pending_disconnects.popleft()
 
     def send_group(self, group, message):
         for channel in self.group_channels(group):
@@ -317,6 +338,9 @@ class RedisChannelLayer(ExplicitLayerMixin, StockRedisChannelLayer):
             super().send(channel, message)
         except redis.exceptions.ConnectionError as error:
             log.error("cannot reach Redis to send on %s: %s", channel, error)
+            if channel == "websocket.receive":
+                self.pending_disconnects.append(
+                    {"reply_channel": message["reply_channel"], "path": "", "code": 1013, "order": message["order"]})
             raise self.ChannelFull()
 
     def _write_outbox(self):
@@ -445,6 +469,8 @@ class RedisChannelLayer(ExplicitLayerMixin, StockRedisChannelLayer):
         return threads.deferToThread(self._receive_batch, channels).addCallback(self._first_of)
 
     def _first_of(self, batch):
+        if self.pending_disconnects and not self._redis_down:
+            self.flush_disconnects()
         if not batch:
             return None, None
         self._ready.extend(batch[1:])

@@ -241,8 +241,11 @@ local nxt = tonumber(redis.call('HGET', h, 'next') or '1')
 if order < nxt then return {ARGV[2]} end
 redis.call('HSET', h, 'p:' .. order, ARGV[2])
 if order ~= nxt and redis.call('HEXISTS', h, 'since') == 0 then redis.call('HSET', h, 'since', now) end
+local batch = take_lease(h, now, tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[3])
+-- After take_lease: delivering a socket's first frame empties the hash, which deletes it
+-- with its expiry, and writing "next" makes it anew.
 if ARGV[7] == '1' then redis.call('EXPIRE', h, ARGV[9]) else redis.call('EXPIRE', h, ARGV[8]) end
-return take_lease(h, now, tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[3])
+return batch
 """
 
 # ARGV: token, now ms, gap ms, lease ms

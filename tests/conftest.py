@@ -40,7 +40,8 @@ def runserver(tmp_path, sqlite_env):
 
 
 CHROMIUM = "/usr/bin/chromium"
-# Flags for Debian's Chromium on a machine with no outside network (see docs/testing.md).
+# Flags for Debian's Chromium on a machine with no outside network: without the
+# background-networking ones its connections are refused, many at a time.
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",

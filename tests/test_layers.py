@@ -51,6 +51,19 @@ def test_a_socket_with_socket_backlog_frames_unhandled_is_refused(layer):
     layer.send("websocket.receive", dict(frame, reply_channel="daphne.response.x!calm", order=1))
 
 
+def test_a_refused_socket_is_disconnected_for_daphne_which_mutes_it(layer):
+    # daphne sends no websocket.disconnect for a socket it closed with 1013; the layer does.
+    frame = {"reply_channel": "daphne.response.x!flood", "path": "/", "text": "x"}
+    layer.capacity = 100
+    for order in range(1, 11):
+        layer.send("websocket.receive", dict(frame, order=order))
+    with pytest.raises(layer.ChannelFull):
+        layer.send("websocket.receive", dict(frame, order=11))
+    channel, disconnect = layer.receive(["websocket.disconnect"])
+    assert channel == "websocket.disconnect"
+    assert (disconnect["reply_channel"], disconnect["code"], disconnect["order"]) == ("daphne.response.x!flood", 1013, 11)
+
+
 def test_the_backlog_counts_only_frames_not_yet_handled(layer):
     ordering.sequencer().complete("daphne.response.x!busy", 1, [])
     ordering.sequencer().complete("daphne.response.x!busy", 2, [])

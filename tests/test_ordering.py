@@ -3,6 +3,7 @@ import random
 import threading
 
 import pytest
+import redis
 
 from channels_example import ordering
 
@@ -96,3 +97,11 @@ def test_many_threads_completing_shuffled_frames_deliver_in_order(sequencer):
     for thread in threads:
         thread.join()
     assert texts(sequencer) == list(range(1, 1001))
+
+
+def test_a_sockets_state_in_redis_always_expires(settings, redis_url):
+    settings.REDIS_HOSTS = [redis_url]
+    sequencer = ordering.RedisSequencer()
+    sequencer.complete("socket!once", 1, [])
+    client = redis.StrictRedis.from_url(redis_url)
+    assert client.ttl(ordering.KEY_PREFIX + "socket!once") > 0
