@@ -194,19 +194,11 @@ return {seq, redis.call('LRANGE', KEYS[2], 0, -1)}
 class RedisRecent:
     """Numbering and recent lists in Redis, on the room's shard: for runworker on any host."""
 
-    def __init__(self):
+    def _run(self, source, room, args):
         from channels_example import shards
 
-        self._client_for = shards.client_for
-        self._scripts = {}
-
-    def _run(self, source, room, args):
         base = KEY_PREFIX + rooms.group_name(room)
-        client = self._client_for(base)
-        key = (id(client), source)
-        if key not in self._scripts:
-            self._scripts[key] = client.register_script(source)
-        return self._scripts[key](keys=[base + ":seq", base + ":recent"], args=args, client=client)
+        return shards.run_script(source, base, [base + ":seq", base + ":recent"], args)
 
     def append(self, room, message):
         text = json.dumps(message, ensure_ascii=False)

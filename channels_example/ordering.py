@@ -269,19 +269,11 @@ class RedisSequencer(Sequencer):
         from channels_example import shards
 
         self._client_for = shards.client_for
-        self._scripts = {}
-
-    def _script(self, client, source):
-        key = (id(client), source)
-        if key not in self._scripts:
-            self._scripts[key] = client.register_script(source)
-        return self._scripts[key]
+        self._run_script = shards.run_script
 
     def _call(self, socket, source, args):
         key = KEY_PREFIX + socket
-        client = self._client_for(key)
-        result = self._script(client, source)(keys=[key], args=args, client=client)
-        return [payload.decode("utf-8") for payload in result]
+        return [payload.decode("utf-8") for payload in self._run_script(source, key, [key], args)]
 
     def claim(self, socket, order, payload, token, final):
         args = [order, payload, token, _now_ms(), int(GAP_SECONDS * 1000), LEASE_SECONDS * 1000,

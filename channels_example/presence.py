@@ -178,15 +178,11 @@ class RedisMembers:
         from channels_example import shards
 
         self._client_for = shards.client_for
-        self._scripts = {}
+        self._run_script = shards.run_script
 
     def _run(self, source, room, args):
         base = KEY_PREFIX + rooms.group_name(room)
-        client = self._client_for(base)
-        key = (id(client), source)
-        if key not in self._scripts:
-            self._scripts[key] = client.register_script(source)
-        return self._scripts[key](keys=[base + ":members", base + ":presence"], args=args, client=client)
+        return self._run_script(source, base, [base + ":members", base + ":presence"], args)
 
     def join(self, room, socket, handle):
         # The daphne's index first: a socket in a room but not in the index could never be swept.

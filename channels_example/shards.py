@@ -10,6 +10,7 @@ import redis
 from django.conf import settings
 
 _clients = {}
+_scripts = {}
 
 
 def client_for(key):
@@ -27,3 +28,16 @@ def client_for_url(url):
     if url not in _clients:
         _clients[url] = redis.StrictRedis.from_url(url)
     return _clients[url]
+
+
+def run_script(source, shard_key, keys, args):
+    """Run the Lua ``source`` on the server that holds ``shard_key``, on ``keys`` with ``args``.
+
+    Each script is registered once per server; redis-py then calls it by its SHA and
+    loads it again by itself after a Redis restart.
+    """
+    client = client_for(shard_key)
+    script = _scripts.get((id(client), source))
+    if script is None:
+        script = _scripts[id(client), source] = client.register_script(source)
+    return script(keys=keys, args=args, client=client)
