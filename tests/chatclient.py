@@ -46,6 +46,18 @@ async def messages(ws, count, timeout=TIMEOUT):
     return [frame for frame in frames if frame["type"] == "message"]
 
 
+async def each_sends_on_open(port, count):
+    """The note's section 五: ``count`` clients, each in its own room, send the moment their
+    socket opens; what each got back, in client order."""
+
+    async def client(number):
+        async with join(port, "race-%d" % number) as ws:
+            await ws.send("hello world %d" % number)
+            return (await messages(ws, 1))[0]["message"]
+
+    return await asyncio.gather(*(client(number) for number in range(count)))
+
+
 def run(coroutine):
     """Run ``coroutine`` to the end on a new event loop in its own thread.
 

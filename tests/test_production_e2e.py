@@ -8,7 +8,7 @@ import redis
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.chatclient import frames_until, join, messages, run
+from tests.chatclient import each_sends_on_open, frames_until, join, messages, run
 
 
 def numbered(sender, count):
@@ -26,16 +26,7 @@ def by_sender(frames):
 
 def test_200_clients_that_send_on_open_each_get_their_own_message_back(production):
     stack = production(workers=2)
-
-    async def client(number):
-        async with join(stack.port, "race-%d" % number) as ws:
-            await ws.send("hello world %d" % number)
-            return (await messages(ws, 1))[0]["message"]
-
-    async def main():
-        return await asyncio.gather(*(client(number) for number in range(200)))
-
-    assert run(main()) == ["hello world %d" % number for number in range(200)]
+    assert run(each_sends_on_open(stack.port, 200)) == ["hello world %d" % number for number in range(200)]
     assert "KeyError" not in stack.logs()
     assert "Traceback" not in stack.logs()
 

@@ -1,25 +1,15 @@
 """End to end: the real `manage.py runserver` (in-memory layer) and real WebSocket clients."""
-import asyncio
 import json
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
 from channels_example import protocol
-from tests.chatclient import frames_until, join, joined, messages, next_frame, run
+from tests.chatclient import each_sends_on_open, frames_until, join, joined, messages, next_frame, run
 
 
 def test_each_of_100_clients_that_send_on_open_gets_its_own_message_back(runserver):
-    # The note's section 五: a message sent the moment the socket opens.
-    async def client(number):
-        async with join(runserver.port, "race-%d" % number) as ws:
-            await ws.send("hello world %d" % number)
-            return (await messages(ws, 1))[0]["message"]
-
-    async def main():
-        return await asyncio.gather(*(client(number) for number in range(100)))
-
-    assert run(main()) == ["hello world %d" % number for number in range(100)]
+    assert run(each_sends_on_open(runserver.port, 100)) == ["hello world %d" % number for number in range(100)]
     assert "KeyError" not in runserver.read_log()
 
 
