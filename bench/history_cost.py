@@ -29,6 +29,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "channels_example.settings")
 
 from channels_example import topology  # noqa: E402
 from tests.postgres import Postgres  # noqa: E402
+from chatbench import process_cpu_seconds as cpu_seconds  # noqa: E402
+from ordering_cost import burst  # noqa: E402
 
 
 def parts_alone(count):
@@ -86,27 +88,6 @@ def parts_alone(count):
     print(json.dumps(results))
 
 
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def burst(port, count):
-    from websockets.asyncio.client import connect
-
-    url = "ws://127.0.0.1:%d/bench/" % port
-    origin = "http://127.0.0.1:%d" % port
-    async with connect(url, origin=origin, max_queue=None) as sender, connect(url, origin=origin, max_queue=None) as member:
-        started = time.perf_counter()
-        for number in range(count):
-            await sender.send(str(number))
-        received = 0
-        while received < count:
-            received += '"type": "message"' in await member.recv()
-        return time.perf_counter() - started
-
-
 def end_to_end(env, count, runs, folder):
     port = topology.free_port()
     daphne = topology.Process("daphne", topology.daphne_argv(port) + ["-v", "0"], env=env, port=port,
@@ -118,7 +99,7 @@ def end_to_end(env, count, runs, folder):
         results = []
         for _ in range(runs):
             before = sum(cpu_seconds(worker.pid) for worker in workers)
-            elapsed = asyncio.run(burst(port, count))
+            elapsed, _ = asyncio.run(burst(port, count))
             time.sleep(1)  # let the workers store the burst: storing is part of the cost
             results.append((elapsed, (sum(cpu_seconds(worker.pid) for worker in workers) - before) / count))
         return results

@@ -14,6 +14,7 @@ import asyncio
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -25,12 +26,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "channels_example.settings")
 from websockets.asyncio.client import connect  # noqa: E402
 
 from channels_example import topology  # noqa: E402
-
-
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from chatbench import process_cpu_seconds as cpu_seconds  # noqa: E402
 
 
 def sequencer_alone(redis_url, frames):
@@ -86,6 +82,8 @@ def end_to_end(ordered, count, runs, folder):
     env = topology.production_env("redis://127.0.0.1:%d/0" % redis_port, SECRET_KEY="bench",
                                   ORDERED_DELIVERY="1" if ordered else "0",
                                   SQLITE_PATH=os.path.join(folder, "db.sqlite3"), LOG_LEVEL="WARNING")
+    # Chat messages are numbered and stored (history), so the database needs its tables.
+    subprocess.run(topology.worker_argv()[:2] + ["migrate", "--verbosity", "0"], env=env, check=True)
     processes = [topology.Process("daphne", topology.daphne_argv(daphne_port) + ["-v", "0"], env=env, port=daphne_port,
                                   log_path=os.path.join(folder, "daphne.log")).start()]
     workers = [topology.Process("worker", topology.worker_argv(), env=env, log_path=os.path.join(folder, "w%d.log" % n)).start()
