@@ -40,25 +40,25 @@ def test_group_send_to_a_full_channel_is_logged_and_counted(layer, caplog):
     assert layer.receive(["daphne.response.free!"])[1] == {"text": "hello"}
 
 
-def test_a_socket_with_socket_backlog_frames_unhandled_is_refused(layer):
-    frame = {"reply_channel": "daphne.response.x!flood", "path": "/", "text": "x"}
+def flood(layer, socket, orders):
+    """Send ``socket``'s frames with these orders, as daphne would; the last must be refused."""
+    frame = {"reply_channel": socket, "path": "/", "text": "x"}
     layer.capacity = 100
-    for order in range(1, 11):
+    for order in orders[:-1]:
         layer.send("websocket.receive", dict(frame, order=order))
     with pytest.raises(layer.ChannelFull):
-        layer.send("websocket.receive", dict(frame, order=11))
+        layer.send("websocket.receive", dict(frame, order=orders[-1]))
+
+
+def test_a_socket_with_socket_backlog_frames_unhandled_is_refused(layer):
+    flood(layer, "daphne.response.x!flood", list(range(1, 12)))
     # Another socket still gets through: the shared queue is not full.
-    layer.send("websocket.receive", dict(frame, reply_channel="daphne.response.x!calm", order=1))
+    layer.send("websocket.receive", {"reply_channel": "daphne.response.x!calm", "path": "/", "text": "x", "order": 1})
 
 
 def test_a_refused_socket_is_disconnected_for_daphne_which_mutes_it(layer):
     # daphne sends no websocket.disconnect for a socket it closed with 1013; the layer does.
-    frame = {"reply_channel": "daphne.response.x!flood", "path": "/", "text": "x"}
-    layer.capacity = 100
-    for order in range(1, 11):
-        layer.send("websocket.receive", dict(frame, order=order))
-    with pytest.raises(layer.ChannelFull):
-        layer.send("websocket.receive", dict(frame, order=11))
+    flood(layer, "daphne.response.x!flood", list(range(1, 12)))
     channel, disconnect = layer.receive(["websocket.disconnect"])
     assert channel == "websocket.disconnect"
     assert (disconnect["reply_channel"], disconnect["code"], disconnect["order"]) == ("daphne.response.x!flood", 1013, 11)
@@ -67,12 +67,7 @@ def test_a_refused_socket_is_disconnected_for_daphne_which_mutes_it(layer):
 def test_the_backlog_counts_only_frames_not_yet_handled(layer):
     ordering.sequencer().complete("daphne.response.x!busy", 1, [])
     ordering.sequencer().complete("daphne.response.x!busy", 2, [])
-    layer.capacity = 100
-    frame = {"reply_channel": "daphne.response.x!busy", "path": "/", "text": "x"}
-    for order in range(3, 13):
-        layer.send("websocket.receive", dict(frame, order=order))
-    with pytest.raises(layer.ChannelFull):
-        layer.send("websocket.receive", dict(frame, order=13))
+    flood(layer, "daphne.response.x!busy", list(range(3, 14)))
 
 
 @pytest.fixture
