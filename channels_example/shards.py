@@ -19,11 +19,6 @@ def client_for(key):
     return client_for_url(hosts[binascii.crc32(key.encode("utf-8")) % len(hosts)])
 
 
-def all_clients():
-    """One client per server, for counters kept on every shard."""
-    return [client_for_url(url) for url in settings.REDIS_HOSTS]
-
-
 def client_for_url(url):
     if url not in _clients:
         _clients[url] = redis.StrictRedis.from_url(url)
