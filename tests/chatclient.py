@@ -1,6 +1,7 @@
 """A small asyncio chat client for the end-to-end tests (the `websockets` library)."""
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 from urllib.parse import quote
 
@@ -18,6 +19,16 @@ def join(port, room, handle=None, **kwargs):
     """``async with join(port, room) as ws``: a socket in ``room``, opened as a page from the server would."""
     kwargs.setdefault("origin", "http://127.0.0.1:%d" % port)
     return connect(url(port, room, handle), open_timeout=TIMEOUT, max_queue=None, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def sockets_in(port, room, count):
+    """``async with sockets_in(port, room, n) as sockets``: n open sockets in ``room``, closed after."""
+    sockets = [await join(port, room).__aenter__() for _ in range(count)]
+    try:
+        yield sockets
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets))
 
 
 async def next_frame(ws, timeout=TIMEOUT):

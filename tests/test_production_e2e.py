@@ -8,7 +8,7 @@ import redis
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.chatclient import each_sends_on_open, frames_until, join, messages, run
+from tests.chatclient import each_sends_on_open, frames_until, join, messages, run, sockets_in
 
 
 def numbered(sender, count):
@@ -54,11 +54,8 @@ def test_ten_senders_in_one_room_each_arrive_in_order_at_every_member(production
         return by_sender(await messages(ws, 2000, timeout=120))
 
     async def main():
-        sockets = [await join(stack.port, "busy").__aenter__() for _ in senders]
-        try:
+        async with sockets_in(stack.port, "busy", len(senders)) as sockets:
             return await asyncio.gather(*(member(ws, name) for ws, name in zip(sockets, senders)))
-        finally:
-            await asyncio.gather(*(ws.close() for ws in sockets))
 
     for received in run(main()):
         assert received == {name: numbered(name, 200) for name in senders}
@@ -75,11 +72,8 @@ def test_ten_members_sending_100_each_lose_nothing(production):
         return by_sender(await messages(ws, 1000, timeout=120))
 
     async def main():
-        sockets = [await join(stack.port, "steady").__aenter__() for _ in names]
-        try:
+        async with sockets_in(stack.port, "steady", len(names)) as sockets:
             return await asyncio.gather(*(member(ws, name) for ws, name in zip(sockets, names)))
-        finally:
-            await asyncio.gather(*(ws.close() for ws in sockets))
 
     for received in run(main()):
         assert received == {name: numbered(name, 100) for name in names}
