@@ -27,6 +27,8 @@ import redis
 from asgi_redis import RedisChannelLayer as StockRedisChannelLayer
 from asgiref.inmemory import ChannelLayer as StockInMemoryChannelLayer
 
+from channels_example import protocol
+
 log = logging.getLogger(__name__)
 
 DROPPED_KEY = "channels_example:dropped"
@@ -224,10 +226,22 @@ class ExplicitLayerMixin:
     def send(self, channel, message):
         if channel == "websocket.receive":
             self._check_backlog(message["reply_channel"], message["order"])
+            message = self.admit_frame(message)
         elif channel == "websocket.disconnect":
             self._handled.pop(message["reply_channel"], None)
             self.gate.forget(message["reply_channel"])
         super().send(channel, message)
+
+    @staticmethod
+    def admit_frame(message):
+        """The frame as it goes to a worker: an over-long one as its length only, so that
+        its sender gets "message_too_long" and Redis never holds the body."""
+        body = message.get("text") if message.get("text") is not None else message.get("bytes")
+        if body is None or len(body) <= protocol.MAX_FRAME_LENGTH:
+            return message
+        short = {key: value for key, value in message.items() if key not in ("text", "bytes")}
+        short[protocol.OVERSIZED] = len(body)
+        return short
 
     def _check_backlog(self, socket, order):
         # order - next = frames of this socket sent to workers and not yet handled.
@@ -330,7 +344,7 @@ class RedisChannelLayer(ExplicitLayerMixin, StockRedisChannelLayer):
     def send(self, channel, message):
         if channel == "websocket.receive" and self._outbox is not None:
             self._check_backlog(message["reply_channel"], message["order"])
-            self._outbox.put((channel, message))
+            self._outbox.put((channel, self.admit_frame(message)))
             return
         # While Redis is down daphne treats the frame as refused: a new socket gets 503,
         # an open one is closed with 1013 ("try again later") and can reconnect.

@@ -36,6 +36,10 @@ import unicodedata
 from urllib.parse import parse_qs
 
 MAX_MESSAGE_LENGTH = 2000
+# Longer frames never reach Redis: daphne's layer replaces them by their length under
+# OVERSIZED (daphne itself has no limit, and a client could queue gigabytes).
+MAX_FRAME_LENGTH = 16 * 1024
+OVERSIZED = "oversized"
 MAX_HANDLE_LENGTH = 32
 
 # Private-use WebSocket close code: the connection was refused, do not retry as is.
@@ -67,6 +71,11 @@ def parse_chat(content):
     Raises ProtocolError for a binary frame, a JSON object without a string
     "message", an empty or over-long message, or an invalid handle.
     """
+    if OVERSIZED in content:
+        raise ProtocolError(
+            "message_too_long",
+            "a frame has at most %d characters, this one had %d" % (MAX_FRAME_LENGTH, content[OVERSIZED]),
+        )
     if content.get("text") is None:
         raise ProtocolError("binary_frame", "send chat messages as text frames; binary frames are not accepted")
     text = content["text"]

@@ -4,7 +4,7 @@ import logging
 import pytest
 import redis
 
-from channels_example import layers, ordering
+from channels_example import layers, ordering, protocol
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -234,3 +234,13 @@ def test_a_number_that_never_comes_holds_the_rest_at_most_gap_seconds(layer):
         layer.send(member, chat(seq))
     got = [layer.receive(["daphne.response.A!"]) for _ in range(5)]
     assert [message["text"] for _, message in got if message] [2:] == ["message 1", "message 3"]
+
+
+def test_an_over_long_frame_reaches_the_worker_as_its_length_only(layer):
+    body = "x" * (protocol.MAX_FRAME_LENGTH + 1)
+    layer.send("websocket.receive", {"reply_channel": "daphne.response.x!big", "path": "/", "order": 1, "text": body})
+    _, frame = layer.receive(["websocket.receive"])
+    assert "text" not in frame and frame[protocol.OVERSIZED] == len(body)
+    with pytest.raises(protocol.ProtocolError) as invalid:
+        protocol.parse_chat(frame)
+    assert invalid.value.code == "message_too_long"

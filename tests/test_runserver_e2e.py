@@ -101,3 +101,16 @@ def test_burst_of_500_from_one_client_arrives_in_order_across_runserver_threads(
 
     for received in run(main()):
         assert received == [str(number) for number in range(500)]
+
+
+def test_a_megabyte_frame_gets_an_error_frame_and_the_socket_keeps_working(runserver):
+    async def main():
+        async with join(runserver.port, "huge") as ws:
+            await ws.send("x" * 1024 * 1024)
+            errors = await frames_until(ws, lambda got: any(frame["type"] == "error" for frame in got))
+            await ws.send("still here")
+            return errors[-1], (await messages(ws, 1))[0]
+
+    error, message = run(main())
+    assert error["code"] == "message_too_long"
+    assert message["message"] == "still here"
