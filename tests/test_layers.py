@@ -1,42 +1,45 @@
-"""The project's channel layers: drops are visible, and a flooding socket alone is refused."""
+"""The project's channel layers: drops are visible, a flooding socket alone is refused, joins are gated."""
 import logging
+import time
 
 import pytest
-import redis
+from django.conf import settings as django_settings
 
-from channels_example import layers, ordering, protocol
+from channels_example.chat import ordering
+from channels_example.layers import InMemoryChannelLayer, RedisChannelLayer, gate
+from channels_example.layers.explicit import OVERSIZED
+
+STREAM, OTHER = django_settings.CHAT_TRANSPORT["gate_streams"]
 
 
 @pytest.fixture(params=["memory", "redis"])
-def layer(request, settings, monkeypatch):
-    monkeypatch.setattr(ordering, "_sequencer", None)
+def layer(request, settings):
+    """Each project layer with a capacity of 1 for every channel and a backlog of 10 frames per socket."""
+    config = dict(settings.CHAT_TRANSPORT, capacity=1, socket_backlog=10)
     if request.param == "redis":
-        url = request.getfixturevalue("redis_url")
-        settings.REDIS_HOSTS = [url]
-        chosen = layers.RedisChannelLayer(hosts=[url], capacity=1, socket_backlog=10)
-        chosen.redis = redis.StrictRedis.from_url(url)
-    else:
-        settings.REDIS_HOSTS = []
-        chosen = layers.InMemoryChannelLayer(capacity=1, socket_backlog=10)
-        chosen.redis = None
-    yield chosen
-    monkeypatch.setattr(ordering, "_sequencer", None)
+        return request.getfixturevalue("as_default_layer")(
+            RedisChannelLayer(hosts=[request.getfixturevalue("redis_url")], **config))
+    return InMemoryChannelLayer(**config)
 
 
-def test_group_send_to_a_full_channel_is_logged_and_counted(layer, caplog):
+@pytest.fixture
+def logged(caplog):
+    """The project's loggers do not propagate to the root: catch what the layers log."""
+    logger = logging.getLogger("channels_example.layers")
+    logger.addHandler(caplog.handler)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+
+
+def test_group_send_to_a_full_channel_is_logged_and_counted(layer, logged):
     layer.group_add("chat-lobby", "daphne.response.full!a")
     layer.group_add("chat-lobby", "daphne.response.free!b")
     layer.send("daphne.response.full!a", {"text": "fills it"})
-    logger = logging.getLogger("channels_example.layers")
-    logger.addHandler(caplog.handler)  # the project's loggers do not propagate to the root
-    try:
-        layer.send_group("chat-lobby", {"text": "hello"})
-    finally:
-        logger.removeHandler(caplog.handler)
+    layer.send_group("chat-lobby", {"text": "hello"})
     assert layer.dropped == 1
-    assert "chat-lobby" in caplog.text and "daphne.response.full!a" in caplog.text
-    if layer.redis is not None:
-        assert int(layer.redis.get(layers.DROPPED_KEY)) == 1
+    assert "chat-lobby" in logged.text and "daphne.response.full!a" in logged.text
+    if hasattr(layer, "dropped_total"):
+        assert layer.dropped_total() == 1
     assert layer.receive(["daphne.response.free!"])[1] == {"text": "hello"}
 
 
@@ -70,20 +73,33 @@ def test_the_backlog_counts_only_frames_not_yet_handled(layer):
     flood(layer, "daphne.response.x!busy", list(range(3, 14)))
 
 
-@pytest.fixture
-def redis_layer(redis_url, settings):
-    settings.REDIS_HOSTS = [redis_url]
-    return layers.RedisChannelLayer(hosts=[redis_url], capacity=100)
+def test_an_over_long_frame_reaches_the_worker_as_its_length_only(layer):
+    body = "x" * (django_settings.MAX_FRAME_LENGTH + 1)
+    layer.capacity = 100
+    layer.send("websocket.receive", {"reply_channel": "daphne.response.x!big", "path": "/", "order": 1, "text": body})
+    _, frame = layer.receive(["websocket.receive"])
+    assert "text" not in frame and frame[OVERSIZED] == len(body)
+
+
+def test_each_timed_channel_is_sent_from_daphne_when_due(layer):
+    layer.capacity = 100
+    layer.timers = {"chat.sweep": 60}
+    layer.tick("daphne.response.A!")
+    layer.tick("daphne.response.A!")
+    assert layer.receive(["chat.sweep"]) == ("chat.sweep", {"from": "daphne.response.A!"})
+    assert layer.receive(["chat.sweep"]) == (None, None)
 
 
 def test_group_message_is_written_once_per_daphne_and_reaches_each_member(redis_layer):
     for member in ("daphne.response.A!1", "daphne.response.A!2", "daphne.response.A!3", "daphne.response.B!1"):
         redis_layer.group_add("chat-lobby", member)
     redis_layer.send_group("chat-lobby", {"text": "hi"})
-    assert redis_layer.connection(0).llen(redis_layer.prefix + "daphne.response.A!") == 1
+    assert len(redis_layer.receive_batch(["daphne.response.A!"])) == 3
+    redis_layer.send_group("chat-lobby", {"text": "again"})
     got = [redis_layer.receive(["daphne.response.A!"]) for _ in range(3)]
-    assert got == [("daphne.response.A!%d" % n, {"text": "hi"}) for n in (1, 2, 3)]
-    assert redis_layer.receive(["daphne.response.B!"]) == ("daphne.response.B!1", {"text": "hi"})
+    assert got == [("daphne.response.A!%d" % n, {"text": "again"}) for n in (1, 2, 3)]
+    assert [redis_layer.receive(["daphne.response.B!"]) for _ in range(2)] == [
+        ("daphne.response.B!1", {"text": "hi"}), ("daphne.response.B!1", {"text": "again"})]
     assert redis_layer.receive(["daphne.response.A!"]) == (None, None)
 
 
@@ -92,8 +108,7 @@ def test_daphne_takes_a_batch_in_one_call_and_expands_group_messages(redis_layer
     redis_layer.group_add("chat-lobby", "daphne.response.A!2")
     redis_layer.send("daphne.response.A!1", {"accept": True})
     redis_layer.send_group("chat-lobby", {"text": "hi"})
-    batch = redis_layer._receive_batch(["daphne.response.A!"])
-    assert batch == [
+    assert redis_layer.receive_batch(["daphne.response.A!"]) == [
         ("daphne.response.A!1", {"accept": True}),
         ("daphne.response.A!1", {"text": "hi"}),
         ("daphne.response.A!2", {"text": "hi"}),
@@ -107,16 +122,41 @@ def test_worker_takes_one_message_at_a_time_in_order(redis_layer):
     assert redis_layer.receive(["websocket.receive"]) == (None, None)
 
 
-def chat(seq):
-    return {"text": "message %d" % seq, layers.SEQ_KEY: seq}
+def test_workers_take_channels_in_worker_priority_order(redis_layer):
+    redis_layer.send("chat.history", {"n": "store"})
+    redis_layer.send("websocket.receive", {"reply_channel": "daphne.response.A!1", "order": 1, "n": "chat"})
+    redis_layer.send("websocket.connect", {"reply_channel": "daphne.response.A!2", "n": "join"})
+    taken = [redis_layer.receive(["chat.history", "websocket.receive", "websocket.connect"])[1]["n"] for _ in range(3)]
+    assert taken == ["join", "chat", "store"]
 
 
-def history(upto):
-    return {"text": "history up to %d" % upto, layers.HISTORY_UPTO_KEY: upto}
+def test_a_daphne_whose_heartbeat_stopped_is_named_dead_until_forgotten(redis_layer):
+    redis_layer.heartbeat_ttl = 0.2
+    redis_layer.heartbeat("daphne.response.gone!")
+    redis_layer.heartbeat_ttl = 60
+    redis_layer.heartbeat("daphne.response.alive!")
+    assert redis_layer.dead_processes() == []
+    deadline = time.monotonic() + 5
+    while redis_layer.dead_processes() == []:  # Redis expires the heartbeat: nothing to wait on but time
+        assert time.monotonic() < deadline, "the stopped heartbeat never expired"
+        time.sleep(0.02)
+    assert redis_layer.dead_processes() == ["daphne.response.gone!"]
+    redis_layer.forget_process("daphne.response.gone!")
+    assert redis_layer.dead_processes() == []
 
 
-def welcome(upto=0):
-    return {"text": "welcome", layers.PRESENCE_UPTO_KEY: upto}
+# The join gate, through the layer that daphne reads.
+
+def chat(layer, seq):
+    return gate.live(layer, {"text": "message %d" % seq}, STREAM, seq)
+
+
+def history(layer, upto):
+    return gate.snapshot(layer, {"text": "history up to %d" % upto}, STREAM, upto)
+
+
+def welcome(layer, upto=0):
+    return gate.snapshot(layer, {"text": "welcome"}, OTHER, upto)
 
 
 def received(layer, process, count):
@@ -125,18 +165,18 @@ def received(layer, process, count):
     return got
 
 
-def test_a_joiner_gets_history_first_then_each_later_message_once_in_order(layer):
+def test_a_joiner_gets_its_snapshots_first_then_each_later_message_once_in_order(layer):
     joiner = "daphne.response.A!joiner"
     layer.capacity = 100
     layer.group_add("chat-lobby", joiner)
     # Published while it joined: 2 and 3 reach it live before its history (up to 2) does.
     for seq in (3, 2):
-        layer.send_group("chat-lobby", chat(seq))
+        layer.send_group("chat-lobby", chat(layer, seq))
     layer.send(joiner, {"accept": True})
-    layer.send(joiner, welcome())
-    layer.send(joiner, history(2))
+    layer.send(joiner, welcome(layer))
+    layer.send(joiner, history(layer, 2))
     for seq in (2, 4):
-        layer.send_group("chat-lobby", chat(seq))
+        layer.send_group("chat-lobby", chat(layer, seq))
 
     assert received(layer, "daphne.response.A!", 5) == [
         (joiner, {"accept": True}),
@@ -150,97 +190,84 @@ def test_a_joiner_gets_history_first_then_each_later_message_once_in_order(layer
 def test_the_gate_is_per_socket(layer):
     joiner, member = "daphne.response.A!joiner", "daphne.response.A!member"
     layer.capacity = 100
-    layer.send(member, welcome())
-    layer.send(member, history(0))
+    layer.send(member, welcome(layer))
+    layer.send(member, history(layer, 0))
     received(layer, "daphne.response.A!", 2)
     for socket in (joiner, member):
         layer.group_add("chat-lobby", socket)
-    layer.send_group("chat-lobby", chat(1))
+    layer.send_group("chat-lobby", chat(layer, 1))
     assert received(layer, "daphne.response.A!", 1) == [(member, {"text": "message 1"})]
-    layer.send(joiner, welcome())
-    layer.send(joiner, history(1))
+    layer.send(joiner, welcome(layer))
+    layer.send(joiner, history(layer, 1))
     assert received(layer, "daphne.response.A!", 2) == [(joiner, {"text": "welcome"}),
                                                         (joiner, {"text": "history up to 1"})]
 
 
-def test_presence_events_wait_for_welcome_and_history_too(layer):
+def test_events_of_the_other_stream_wait_for_both_snapshots_too(layer):
     joiner = "daphne.response.A!joiner"
     layer.capacity = 100
-    layer.send(joiner, {"text": "join of bob", layers.PRESENCE_SEQ_KEY: 8})
-    layer.send(joiner, welcome(7))
-    layer.send(joiner, {"text": "own join", layers.PRESENCE_SEQ_KEY: 7})
-    layer.send(joiner, {"text": "join of cy", layers.PRESENCE_SEQ_KEY: 9})
-    layer.send(joiner, history(0))
-    layer.send(joiner, {"text": "own join", layers.PRESENCE_SEQ_KEY: 7})
+    layer.send(joiner, gate.live(layer, {"text": "join of bob"}, OTHER, 8))
+    layer.send(joiner, welcome(layer, 7))
+    layer.send(joiner, gate.live(layer, {"text": "own join"}, OTHER, 7))
+    layer.send(joiner, gate.live(layer, {"text": "join of cy"}, OTHER, 9))
+    layer.send(joiner, history(layer, 0))
+    layer.send(joiner, gate.live(layer, {"text": "own join"}, OTHER, 7))
     assert [message["text"] for _, message in received(layer, "daphne.response.A!", 4)] == [
         "welcome", "history up to 0", "join of bob", "join of cy"]
 
 
-def test_messages_held_too_long_without_history_are_let_through_and_logged(layer, caplog):
+def test_messages_held_too_long_without_snapshots_are_let_through_and_logged(layer, logged):
     joiner = "daphne.response.A!joiner"
     layer.capacity = 100
     layer.gate.max_seconds = 0
-    layer.send(joiner, chat(1))
-    logger = logging.getLogger("channels_example.layers")
-    logger.addHandler(caplog.handler)
-    try:
-        got = [layer.receive(["daphne.response.A!"]) for _ in range(2)]
-    finally:
-        logger.removeHandler(caplog.handler)
+    layer.send(joiner, chat(layer, 1))
+    got = [layer.receive(["daphne.response.A!"]) for _ in range(2)]
     assert (joiner, {"text": "message 1"}) in got
-    assert "no welcome and history came for daphne.response.A!joiner" in caplog.text
+    assert "no snapshots came for daphne.response.A!joiner" in logged.text
 
 
-def test_a_disconnected_socket_is_forgotten(layer):
+def test_a_disconnected_socket_is_forgotten_and_its_late_messages_dropped(layer):
     joiner = "daphne.response.A!joiner"
     layer.capacity = 100
-    layer.send(joiner, chat(1))
+    layer.send(joiner, chat(layer, 1))
+    assert layer.receive(["daphne.response.A!"]) == (None, None)  # held for its snapshots
+    assert layer.gate.sockets() == (1, 0)
     layer.send("websocket.disconnect", {"reply_channel": joiner, "path": "/", "order": 1})
-    assert layer.gate._joining == {} and layer.gate._open == {}
-    layer.send(joiner, chat(2))
+    assert layer.gate.sockets() == (0, 0)
+    layer.send(joiner, chat(layer, 2))
     assert layer.receive(["daphne.response.A!"]) == (None, None)
 
 
 def test_daphne_batch_passes_through_the_gate(redis_layer):
     joiner = "daphne.response.A!joiner"
     redis_layer.group_add("chat-lobby", joiner)
-    redis_layer.send_group("chat-lobby", chat(2))
-    redis_layer.send(joiner, welcome())
-    redis_layer.send(joiner, history(1))
-    redis_layer.send_group("chat-lobby", chat(1))
-    batch = redis_layer._receive_batch(["daphne.response.A!"])
-    assert batch == [(joiner, {"text": "welcome"}), (joiner, {"text": "history up to 1"}),
-                     (joiner, {"text": "message 2"})]
+    redis_layer.send_group("chat-lobby", chat(redis_layer, 2))
+    redis_layer.send(joiner, welcome(redis_layer))
+    redis_layer.send(joiner, history(redis_layer, 1))
+    redis_layer.send_group("chat-lobby", chat(redis_layer, 1))
+    assert redis_layer.receive_batch(["daphne.response.A!"]) == [
+        (joiner, {"text": "welcome"}), (joiner, {"text": "history up to 1"}), (joiner, {"text": "message 2"})]
 
 
 def test_a_member_gets_the_rooms_messages_in_their_numbered_order(layer):
     member = "daphne.response.A!member"
     layer.capacity = 100
-    layer.send(member, welcome())
-    layer.send(member, history(0))
+    layer.send(member, welcome(layer))
+    layer.send(member, history(layer, 0))
     for seq in (2, 1, 3, 5, 4):
-        layer.send(member, chat(seq))
+        layer.send(member, chat(layer, seq))
     assert [message["text"] for _, message in received(layer, "daphne.response.A!", 7)[2:]] == [
         "message %d" % seq for seq in range(1, 6)]
 
 
-def test_a_number_that_never_comes_holds_the_rest_at_most_gap_seconds(layer):
+def test_a_number_that_never_comes_holds_the_rest_at_most_gap_seconds(layer, logged):
     member = "daphne.response.A!member"
     layer.capacity = 100
     layer.gate.gap_seconds = 0
-    layer.send(member, welcome())
-    layer.send(member, history(0))
+    layer.send(member, welcome(layer))
+    layer.send(member, history(layer, 0))
     for seq in (1, 3):
-        layer.send(member, chat(seq))
+        layer.send(member, chat(layer, seq))
     got = [layer.receive(["daphne.response.A!"]) for _ in range(5)]
-    assert [message["text"] for _, message in got if message] [2:] == ["message 1", "message 3"]
-
-
-def test_an_over_long_frame_reaches_the_worker_as_its_length_only(layer):
-    body = "x" * (protocol.MAX_FRAME_LENGTH + 1)
-    layer.send("websocket.receive", {"reply_channel": "daphne.response.x!big", "path": "/", "order": 1, "text": body})
-    _, frame = layer.receive(["websocket.receive"])
-    assert "text" not in frame and frame[protocol.OVERSIZED] == len(body)
-    with pytest.raises(protocol.ProtocolError) as invalid:
-        protocol.parse_chat(frame)
-    assert invalid.value.code == "message_too_long"
+    assert [message["text"] for _, message in got if message][2:] == ["message 1", "message 3"]
+    assert "%s 2 to 2 never came" % STREAM in logged.text

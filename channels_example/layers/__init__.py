@@ -1,0 +1,19 @@
+"""The transport: channel layers for channels 1.x that drop nothing silently and keep each room's order.
+
+This package knows nothing of the chat. It imports only the standard library, redis,
+asgiref, asgi_redis and Twisted (tests/test_architecture.py holds it to that); what it
+needs from an application reaches it through the layer's CONFIG in CHANNEL_LAYERS:
+
+    socket_backlog, socket_progress   per-socket backpressure (explicit.py)
+    max_frame_length                  frames too long for a worker (explicit.py)
+    gate_streams, gap_seconds         the join gate (gate.py, reorder.py)
+    timers                            timed channels sent by each daphne (explicit.py)
+    worker_priority, heartbeat_ttl    the Redis layer (redis.py)
+
+plus every option of the stock layer underneath (asgi_redis's, asgiref's). Both layers
+pass asgiref's own conformance suite (tests/test_layer_conformance.py).
+"""
+from channels_example.layers.inmemory import InMemoryChannelLayer
+from channels_example.layers.redis import RedisChannelLayer
+
+__all__ = ["InMemoryChannelLayer", "RedisChannelLayer"]

@@ -1,0 +1,138 @@
+"""What both project layers add to their stock layer: nothing dropped silently, one socket's flood refused alone.
+
+1. **No silent drops.** A Group send skips a member whose channel is full (every
+   socket of one daphne shares that daphne's process channel). The stock layers skip
+   it silently; these log a warning naming the group and channel, and count it
+   (``dropped``, and on Redis a counter on each shard: ``dropped_total``).
+2. **Per-socket backpressure.** ``websocket.receive`` is one queue shared by every
+   socket, so one client flooding it would fill it, and daphne would then close
+   whichever socket sent next with 1013, flooders and bystanders alike. Here daphne's
+   send of a socket's frame raises ChannelFull when that socket already has
+   ``socket_backlog`` frames sent but not yet handled, so daphne closes *that* socket
+   with 1013 ("try again later") while the queue has room for everyone else. How far
+   a socket's frames have been handled is the application's to say:
+   ``socket_progress`` is the dotted path of a function ``(reply channel) -> the
+   order of its next frame not yet handled``, asked only when a socket nears its limit.
+3. **Frames too long for a worker stay out of the layer.** A frame longer than
+   ``max_frame_length`` characters (or bytes) reaches the workers as its length only,
+   under OVERSIZED, so the application can tell the sender, and Redis never holds it.
+4. **The join gate** (channels_example.layers.gate) for the streams in ``gate_streams``.
+5. **Timed channels.** ``timers`` maps a channel to an interval in seconds: each daphne
+   process sends ``{"from": <its process channel>}`` to it that often (a periodic sweep,
+   with nothing to run but daphne and the workers).
+"""
+import collections
+import importlib
+import logging
+import time
+
+from channels_example.layers.gate import JoinGate
+
+log = logging.getLogger(__name__)
+
+OVERSIZED = "oversized"
+
+
+class ExplicitDelivery:
+    """Mixed into a stock layer (asgi_redis's, asgiref's in-memory) before it in the bases."""
+
+    def __init__(self, socket_backlog=None, socket_progress=None, max_frame_length=None, gate_streams=(),
+                 gap_seconds=1.0, timers=None, **config):
+        super().__init__(**config)
+        if socket_backlog is not None and socket_progress is None:
+            raise ValueError("socket_backlog needs socket_progress: the dotted path of a function "
+                             "(reply channel) -> the order of its next frame not yet handled")
+        self.socket_backlog = socket_backlog
+        self.max_frame_length = max_frame_length
+        self.timers = dict(timers or {})
+        self.gate = JoinGate(gate_streams, gap_seconds=gap_seconds, closed_seconds=self.expiry)
+        self.dropped = 0
+        self.pending_disconnects = collections.deque()
+        self._progress_path = socket_progress
+        self._progress = None
+        self._handled = {}
+        self._timer_due = {}
+
+    def send(self, channel, message):
+        if channel == "websocket.receive":
+            self.check_backlog(message["reply_channel"], message["order"])
+            message = self.frame_for_workers(message)
+        elif channel == "websocket.disconnect":
+            self.closed(message["reply_channel"])
+        super().send(channel, message)
+
+    def frame_for_workers(self, message):
+        """The frame as it goes to a worker: an over-long one as its length only."""
+        body = message.get("text") if message.get("text") is not None else message.get("bytes")
+        if self.max_frame_length is None or body is None or len(body) <= self.max_frame_length:
+            return message
+        short = {key: value for key, value in message.items() if key not in ("text", "bytes")}
+        short[OVERSIZED] = len(body)
+        return short
+
+    def check_backlog(self, socket, order):
+        """Raise ChannelFull, and disconnect the socket for daphne, when it has socket_backlog frames unhandled."""
+        if self.socket_backlog is None or order - self._handled.get(socket, 1) < self.socket_backlog:
+            return
+        self._handled[socket] = self.socket_progress(socket)
+        if order - self._handled[socket] >= self.socket_backlog:
+            log.warning("closing %s: %d frames waiting to be handled (socket_backlog)", socket, self.socket_backlog)
+            self.disconnect_refused(socket, order)
+            raise self.ChannelFull()
+
+    def socket_progress(self, socket):
+        if self._progress is None:
+            module, name = self._progress_path.rsplit(".", 1)
+            self._progress = getattr(importlib.import_module(module), name)
+        return self._progress(socket)
+
+    def closed(self, socket):
+        """daphne sent the socket's websocket.disconnect: forget what was kept for it."""
+        self._handled.pop(socket, None)
+        self.gate.forget(socket)
+
+    def disconnect_refused(self, socket, order):
+        """Send the websocket.disconnect daphne will not send for a socket whose frame was refused.
+
+        daphne closes such a socket with 1013 but marks it muted, and a muted socket's
+        close sends no disconnect: without this it would stay in its Group and in its
+        room's presence for a day. Its ``order`` is the refused frame's, the last the
+        socket will have. Kept and sent again later if the layer cannot take it now.
+        """
+        self.pending_disconnects.append({"reply_channel": socket, "path": "", "code": 1013, "order": order})
+        self.flush_disconnects()
+
+    def flush_disconnects(self):
+        while self.pending_disconnects:
+            try:
+                self.send("websocket.disconnect", self.pending_disconnects[0])
+            except self.ChannelFull:
+                return
+            self.pending_disconnects.popleft()
+
+    def send_to_members(self, group, channels, message):
+        """A Group send to these members, each drop logged and counted."""
+        for channel in channels:
+            try:
+                self.send(channel, message)
+            except self.ChannelFull:
+                self.count_drop(channel)
+                log.warning("dropped a message to group %s for %s: its channel is full", group, channel)
+
+    def count_drop(self, channel, count=1):
+        self.dropped += count
+
+    def tick(self, process):
+        """In daphne, at least once a second: send each timed channel its message when due."""
+        now = time.monotonic()
+        for channel, interval in self.timers.items():
+            if now < self._timer_due.get(channel, 0):
+                continue
+            self._timer_due[channel] = now + interval
+            try:
+                self.send_timer(channel, {"from": process})
+            except self.ChannelFull:
+                log.warning("cannot send %s: the channel is full (are the workers running?)", channel)
+
+    def send_timer(self, channel, message):
+        super().send(channel, message)

@@ -1,0 +1,337 @@
+"""asgi_redis's layer, made explicit (channels_example.layers.explicit) and fast, surviving Redis restarts.
+
+The message format in Redis is asgi_redis's, and so are sharding and Groups; what
+differs is how messages are moved, which is where the 1.x stack spent its time:
+
+* **daphne blocks instead of polling.** Offering the ``twisted`` extension makes
+  daphne call ``receive_twisted``, which waits in BLPOP on a thread and hands a batch
+  of messages to the reactor. Stock daphne polls, and sleeps 50 ms whenever its process
+  channel is empty: that sleep was most of the latency, and the polling most of an idle
+  daphne's CPU. (asgi_redis's own ``twisted`` mode, with txredisapi, opens a connection
+  pool for every message and is slower still.)
+* **daphne's frames are written by a thread**, up to 500 per round trip, so the
+  reactor never waits on Redis for an incoming frame.
+* **A Group message is written once per daphne process, not once per member.** The
+  members' reply channels are grouped by the process they belong to (the part up to
+  ``!``), and each process gets one message naming its targets; its ``receive`` hands
+  daphne one copy per target. A full process channel drops the message for those
+  members, logged and counted.
+* **One round trip to take a message**, not three (pop, get, delete in one script),
+  and no statistics counter written on every send.
+* **Workers take waiting messages in a fixed order** (``worker_priority``, a list of
+  channel names): asgi_redis shuffles them.
+* **Heartbeats** (the ``heartbeats`` extension): each daphne marks its process alive
+  in Redis once a second, for ``heartbeat_ttl`` seconds; ``dead_processes`` names the
+  processes whose heartbeat stopped, so an application can clean up after a daphne
+  that died without sending its sockets' disconnects.
+* **Redis down** is logged once and waited out; runworker, which has no error handling
+  of its own, keeps running.
+
+The variants are subclasses, as in asgi_redis: ``RedisChannelLayer`` over asgi_redis's
+layer for a list of Redis URLs (several = shards).
+"""
+import collections
+import logging
+import queue
+import threading
+import time
+import uuid
+
+import asgi_redis
+import redis
+
+from channels_example.layers.explicit import ExplicitDelivery
+from channels_example.layers.gate import GATE
+
+log = logging.getLogger(__name__)
+
+
+class FastRedisLayer(ExplicitDelivery):
+    """The changes above, mixed into one of asgi_redis's layers (before it in the bases)."""
+
+    extensions = ["groups", "flush", "twisted", GATE, "heartbeats"]
+    TARGETS = "__asgi_targets__"
+    # Messages daphne takes from its process channel in one round trip, and frames it writes in one.
+    BATCH = 100
+    OUTBOX_BATCH = 500
+
+    def __init__(self, worker_priority=(), heartbeat_ttl=5, **config):
+        super().__init__(**config)
+        self.worker_priority = {channel: rank for rank, channel in enumerate(worker_priority)}
+        self.heartbeat_ttl = heartbeat_ttl
+        self._popget = self.connection(0).register_script(self.lua_popget)
+        self._popbatch = self.connection(0).register_script(self.lua_popbatch)
+        # One shard: a worker may block long on it. Several: block briefly on each in turn,
+        # or a message on another shard would wait for the whole timeout.
+        self.blpop_timeout = 1 if self.ring_size == 1 else 0.05
+        self._ready = collections.deque()
+        self._redis_down = False
+        self._heartbeat_at = 0.0
+        # Only in daphne, the one caller of receive_twisted: the thread writing its frames.
+        self._outbox = None
+
+    def _incr_statistics_counter(self, stat_name, channel, connection):
+        """Not kept: one more write per message, and nothing here reads it."""
+
+    def key(self, name):
+        """The layer's own keys beside asgi_redis's (``asgi::group:...``), so flush() removes them too."""
+        return "%s:%s" % (self.prefix, name)
+
+    def shard(self, key):
+        """The redis-py client of the server that holds ``key``."""
+        return self.connection(self.consistent_hash(key))
+
+    ### Sending ###
+
+    def send(self, channel, message):
+        if channel == "websocket.receive" and self._outbox is not None:
+            self.check_backlog(message["reply_channel"], message["order"])
+            self._outbox.put((channel, self.frame_for_workers(message)))
+            return
+        # While Redis is down daphne treats the frame as refused: a new socket gets 503,
+        # an open one is closed with 1013 ("try again later") and can reconnect.
+        try:
+            super().send(channel, message)
+        except redis.exceptions.ConnectionError as error:
+            log.error("cannot reach Redis to send on %s: %s", channel, error)
+            if channel == "websocket.receive":
+                self.pending_disconnects.append(
+                    {"reply_channel": message["reply_channel"], "path": "", "code": 1013, "order": message["order"]})
+            raise self.ChannelFull()
+
+    def _write_outbox(self):
+        """On a thread in daphne: write queued frames, up to OUTBOX_BATCH per round trip per shard."""
+        while True:
+            batch = [self._outbox.get()]
+            while len(batch) < self.OUTBOX_BATCH and not self._outbox.empty():
+                batch.append(self._outbox.get_nowait())
+            by_shard = collections.defaultdict(list)
+            for channel, message in batch:
+                by_shard[next(self._send_index_generator)].append((channel, message))
+            for index, frames in by_shard.items():
+                try:
+                    self._write(index, frames)
+                except Exception:  # the thread must outlive any one batch
+                    log.exception("lost %d frames for websocket.receive", len(frames))
+
+    def _write(self, index, frames):
+        pipe = self.connection(index).pipeline(transaction=False)
+        for channel, message in frames:
+            self.chansend(
+                keys=[self.prefix + uuid.uuid4().hex, self.prefix + channel],
+                args=[self.serialize(message), self.expiry, self.get_capacity(channel)],
+                client=pipe,
+            )
+        try:
+            results = pipe.execute(raise_on_error=False)
+        except redis.exceptions.ConnectionError as error:
+            results = [error] * len(frames)
+            time.sleep(0.1)  # Redis is down: do not spin
+        for (channel, message), result in zip(frames, results):
+            if isinstance(result, Exception):
+                self.count_drop(channel)
+                log.warning("lost a frame from %s on %s: %s", message["reply_channel"], channel, result)
+
+    ### Groups ###
+
+    def group_channels(self, group):
+        """The group's members, dropping those older than group_expiry, in one round trip."""
+        key = self._group_key(group)
+        pipe = self.connection(self.consistent_hash(group)).pipeline()
+        pipe.zremrangebyscore(key, 0, int(time.time()) - self.group_expiry).zrange(key, 0, -1)
+        return [member.decode("utf8") for member in pipe.execute()[1]]
+
+    def send_group(self, group, message):
+        by_process = collections.defaultdict(list)
+        for channel in self.group_channels(group):
+            by_process[self.non_local_name(channel)].append(channel)
+        for process, targets in by_process.items():
+            try:
+                if process.endswith("!"):
+                    super(ExplicitDelivery, self).send(process, dict(message, **{self.TARGETS: targets}))
+                else:
+                    super(ExplicitDelivery, self).send(process, message)
+            except (self.ChannelFull, redis.exceptions.ConnectionError):
+                self.count_drop(process, len(targets))
+                shown = ", ".join(targets[:5]) + (" and %d more" % (len(targets) - 5) if len(targets) > 5 else "")
+                log.warning("dropped a message to group %s for %s: the channel of their daphne is full", group, shown)
+
+    def count_drop(self, channel, count=1):
+        super().count_drop(channel, count)
+        self.shard(channel).incrby(self.key("dropped"), count)
+
+    def dropped_total(self):
+        """Messages dropped by every process using these Redis servers, since the counters began."""
+        return sum(int(self.connection(index).get(self.key("dropped")) or 0) for index in range(self.ring_size))
+
+    ### Receiving, in a worker ###
+
+    def receive(self, channels, block=False):
+        """Take one message, from the channels in ``worker_priority`` order."""
+        if self._ready:
+            return self._ready.popleft()
+        return self._surviving(lambda: self._receive(channels, block), (None, None))
+
+    def _receive(self, channels, block):
+        channels = sorted(channels, key=lambda channel: self.worker_priority.get(channel, len(self.worker_priority)))
+        indexes = self._receive_list_names(channels)
+        if indexes is None:
+            return None, None
+        for index, list_names in indexes.items():
+            # A message the gate holds yields nothing: take the next one.
+            while True:
+                found = self._popget(keys=list_names, client=self.connection(index))
+                if not found:
+                    break
+                unpacked = self._unpack(found[0], found[1])
+                if unpacked[0] is not None:
+                    return unpacked
+        if block:
+            index, list_names = next(iter(indexes.items()))
+            connection = self.connection(index)
+            popped = connection.blpop(list_names, timeout=self.blpop_timeout)
+            if popped:
+                content = connection.pipeline().get(popped[1]).delete(popped[1]).execute()[0]
+                if content is not None:
+                    return self._unpack(popped[0], content)
+        return None, None
+
+    def _unpack(self, list_name, content):
+        self._ready.extend(self._expand(list_name[len(self.prefix):].decode("utf8"), self.deserialize(content)))
+        self._ready.extend(self.gate.overdue())
+        return self._ready.popleft() if self._ready else (None, None)
+
+    def _expand(self, channel, message):
+        """One (channel, message) per target (a Group message names several sockets), through the gate."""
+        channel = message.pop("__asgi_channel__", channel)
+        targets = message.pop(self.TARGETS, None)
+        pairs = []
+        for target in ([channel] if targets is None else targets):
+            pairs.extend(self.gate.admit(target, message))
+        return pairs
+
+    def _surviving(self, read, default):
+        """``read()``, or ``default`` while Redis cannot be reached (logged once an outage)."""
+        try:
+            result = read()
+        except redis.exceptions.ConnectionError as error:
+            if not self._redis_down:
+                log.error("cannot reach Redis, retrying: %s", error)
+            self._redis_down = True
+            return default
+        if self._redis_down:
+            log.warning("Redis is reachable again")
+            self._redis_down = False
+        return result
+
+    ### Receiving, in daphne ("twisted" mode: it waits on this Deferred and dispatches what it gets) ###
+
+    def receive_twisted(self, channels):
+        from twisted.internet import defer, threads
+
+        if self._outbox is None:
+            self._outbox = queue.Queue()
+            threading.Thread(target=self._write_outbox, name="layer-outbox", daemon=True).start()
+        if self._ready:
+            return defer.succeed(self._ready.popleft())
+        return threads.deferToThread(self.receive_batch, channels).addCallback(self._first_of)
+
+    def _first_of(self, batch):
+        if self.pending_disconnects and not self._redis_down:
+            self.flush_disconnects()
+        if not batch:
+            return None, None
+        self._ready.extend(batch[1:])
+        return batch[0]
+
+    def receive_batch(self, channels):
+        """Up to BATCH (channel, message) pairs from a daphne's process channel, waiting up to a second if there are none.
+
+        daphne calls it on a thread, so it also keeps the process's heartbeat and its timers.
+        """
+        process = channels[0]
+        (index, list_names), = self._receive_list_names(channels).items()
+        connection = self.connection(index)
+
+        def read():
+            self._keep_alive(process)
+            raw = self._popbatch(keys=list_names[:1], args=[self.BATCH], client=connection)
+            if not raw:
+                popped = connection.blpop(list_names, timeout=1)
+                if popped:
+                    raw = [connection.pipeline().get(popped[1]).delete(popped[1]).execute()[0]]
+                    raw += self._popbatch(keys=list_names[:1], args=[self.BATCH - 1], client=connection)
+            return raw
+
+        raw = self._surviving(read, None)
+        if raw is None:
+            time.sleep(0.1)  # on the reader's thread: do not spin while Redis is down
+            return []
+        batch = []
+        for content in raw:
+            if content:
+                batch.extend(self._expand(process, self.deserialize(content)))
+        return batch + self.gate.overdue()
+
+    ### Heartbeats ###
+
+    def _keep_alive(self, process):
+        now = time.monotonic()
+        if now - self._heartbeat_at >= 1:
+            self._heartbeat_at = now
+            self.heartbeat(process)
+        self.tick(process)
+
+    def heartbeat(self, process):
+        """Mark a daphne process alive for heartbeat_ttl seconds (its reader does it every second)."""
+        self.shard(self.key("heartbeat:" + process)).set(
+            self.key("heartbeat:" + process), 1, px=int(self.heartbeat_ttl * 1000))
+        self.shard(self.key("processes")).zadd(self.key("processes"), **{process: 0})
+
+    def dead_processes(self):
+        """The daphne processes that kept a heartbeat and stopped, until ``forget_process``."""
+        registry = self.shard(self.key("processes"))
+        processes = [process.decode("utf8") for process in registry.zrange(self.key("processes"), 0, -1)]
+        return [process for process in processes
+                if not self.shard(self.key("heartbeat:" + process)).exists(self.key("heartbeat:" + process))]
+
+    def forget_process(self, process):
+        self.shard(self.key("processes")).zrem(self.key("processes"), process)
+
+    ### Lua ###
+
+    # KEYS: channel lists, in order. Pops the first message whose content has not expired,
+    # deletes its content key and returns {list, content}; nil if all are empty.
+    lua_popget = """
+        for _, list in ipairs(KEYS) do
+          while true do
+            local key = redis.call('LPOP', list)
+            if not key then break end
+            local content = redis.call('GET', key)
+            if content then
+              redis.call('DEL', key)
+              return {list, content}
+            end
+          end
+        end
+        return nil
+    """
+
+    # KEYS[1]: one channel list; ARGV[1]: how many. Pops up to that many messages and
+    # returns their contents (expired ones are skipped), deleting the content keys.
+    lua_popbatch = """
+        local keys = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+        if #keys == 0 then return {} end
+        redis.call('LTRIM', KEYS[1], #keys, -1)
+        local contents = redis.call('MGET', unpack(keys))
+        redis.call('DEL', unpack(keys))
+        local found = {}
+        for i = 1, #keys do
+          if contents[i] then table.insert(found, contents[i]) end
+        end
+        return found
+    """
+
+
+class RedisChannelLayer(FastRedisLayer, asgi_redis.RedisChannelLayer):
+    """For ``hosts``: one Redis URL, or several to shard the layer over several servers."""
