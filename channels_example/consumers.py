@@ -1,36 +1,34 @@
-"""The seed's three consumers (section 五 of the study note), now correct, and two helpers.
+"""The seed's three consumers (section 五 of the study note), now correct, and two for the workers' own jobs.
 
-Each WebSocket path is a chat room: a socket joins ``Group(group_name(room))`` on
-connect and learns its handle, who is there and the room's recent history; every chat
-message it sends goes to that Group, numbered and kept; it leaves on disconnect.
-``@channel_session`` remembers each socket's room and handle between its messages.
+Each WebSocket path is a chat room: a socket joins its ``Room`` on connect and learns
+its handle, who is there and the room's recent history; every chat message it sends
+goes to the room, numbered and kept; it leaves on disconnect. A ``Room`` is used as the
+1.x docs use a Group (``Room(room).send(...)`` for ``Group("chat-%s" % room).send(...)``),
+and ``@channel_session`` remembers each socket's room and handle between its messages.
 
 The note's bug, a message handled before ``ws_connect`` had stored the room, cannot
 happen in channels 1.x: daphne passes on no frame until the socket is accepted, and
 the accept is sent only after ``ws_connect`` has returned and its session was saved.
 What can still happen is that a socket's later frame overtakes an earlier one on
 another worker; ``@in_order`` delivers each socket's messages in the order sent
-(see channels_example/ordering.py). ``@allowed_hosts_only`` refuses (403) a browser
+(channels_example/chat/ordering.py). ``@allowed_hosts_only`` refuses (403) a browser
 page from a host not in ALLOWED_HOSTS, and a client that sends no Origin header.
 
-``store_message`` saves each chat message to the database and ``sweep_presence``
-removes the sockets of dead daphnes, both on workers, off the path that delivers
-messages (channels_example/history.py, channels_example/presence.py).
+``store_message`` saves each chat message to the database, off the path that delivers
+messages; ``sweep``, on the timed channel every daphne sends, removes the sockets of
+dead daphnes and delivers disconnects held behind a lost frame.
 """
 import logging
 
-from channels import Group
 from channels.security.websockets import allowed_hosts_only
 from channels.sessions import channel_session
+from django.conf import settings
 
-from channels_example import history, presence, protocol, rooms
-from channels_example.ordering import in_order
+from channels_example.chat import history, ordering, protocol, rooms
+from channels_example.chat.ordering import in_order
+from channels_example.chat.rooms import Room
 
 log = logging.getLogger(__name__)
-
-# As long as the channel layer keeps a message ("expiry"): a frame sent just before
-# the disconnect may be handled, by another worker, after it.
-SESSION_AFTER_DISCONNECT = 60
 
 
 def _client(message):
@@ -48,23 +46,19 @@ def ws_connect(message):
     """
     path = message.content["path"]
     try:
-        room = rooms.room_from_path(path)
+        room = Room.from_path(path)
         handle = protocol.handle_from_query_string(message.content.get("query_string"), message.reply_channel.name)
     except protocol.ProtocolError as refused:
         log.warning("refused %s: path %r: %s", _client(message), path, refused)
         message.reply_channel.send(refused.refusal())
         return
-    message.channel_session["room"] = room
+    message.channel_session["room"] = room.name
     message.channel_session["handle"] = handle
-    # Member first, then the snapshots: what the room receives from now on reaches this
-    # socket live, and what it received before is in them (docs/history.md).
-    group = Group(rooms.group_name(room))
-    group.add(message.reply_channel)
-    welcome, joined = presence.join(room, message.reply_channel.name, handle)
+    welcome, history_frame, joined = room.join(message.reply_channel, handle)
     message.reply_channel.send({"accept": True})
     message.reply_channel.send(welcome)
-    message.reply_channel.send(history.history_frame(room))
-    group.send(joined)
+    message.reply_channel.send(history_frame)
+    room.group.send(joined)
 
 
 @in_order
@@ -82,26 +76,25 @@ def ws_message(message):
         message.reply_channel.send(invalid.frame())
         return
     handle = handle or message.channel_session["handle"]
-    history.post(room, protocol.chat_message(room, handle, text))
+    Room(room).send(protocol.chat_message(room, handle, text))
 
 
 @in_order
 @channel_session
 def ws_disconnect(message):
-    """Leave the room and tell it. The session outlives the socket by a minute, for frames still in flight."""
+    """Leave the room and tell it. The session outlives the socket as long as a frame in flight may."""
     room = message.channel_session.get("room")
     if room is not None:
-        Group(rooms.group_name(room)).discard(message.reply_channel)
-        presence.leave(room, message.reply_channel.name)
-    message.channel_session.set_expiry(SESSION_AFTER_DISCONNECT)
+        Room(room).leave(message.reply_channel)
+    message.channel_session.set_expiry(settings.CHANNEL_MESSAGE_EXPIRY)
 
 
 def store_message(message):
-    """Save a chat message that was delivered to its room (sent by history.publish on chat.history),
-    with any others already waiting, in one transaction."""
+    """Save a chat message that was delivered to its room, with any others already waiting, in one transaction."""
     history.store(message.content, *history.waiting_to_be_stored(message.channel_layer))
 
 
-def sweep_presence(message):
-    """Remove the sockets of daphne processes that died without disconnecting them (asked for by every daphne)."""
-    presence.sweep()
+def sweep(message):
+    """Remove the sockets of daphnes that died without disconnecting them; deliver disconnects held behind a lost frame."""
+    rooms.sweep()
+    ordering.sweep()

@@ -1,9 +1,9 @@
 """The chat's one table: every message a room received, kept for history.
 
-Rows are written by the ``store_message`` consumer (channels_example.history.store), off
-the path that delivers messages to the room, and pruned there to HISTORY_RETENTION
+Rows are written by the ``store_message`` consumer (channels_example.chat.history.store),
+off the path that delivers messages to the room, and pruned there to HISTORY_RETENTION
 per room. ``seq`` is the message's number in its room, assigned at delivery
-(channels_example.history.publish); it orders the history and makes storing idempotent.
+(channels_example.chat.rooms.Room.publish); it orders the history and makes storing idempotent.
 """
 from django.db import models
 

@@ -2,7 +2,7 @@
 
 HTTP requests are not routed here, so they keep going to Django's urls.py. The last
 two channels are the project's own: chat messages on their way to the database, and
-requests from daphne to sweep out the sockets of dead daphnes (docs/history.md).
+the timed sweep every daphne asks for (settings.SWEEP_INTERVAL; docs/history.md).
 """
 from channels.routing import route
 
@@ -13,5 +13,5 @@ channel_routing = [
     route("websocket.receive", consumers.ws_message),
     route("websocket.disconnect", consumers.ws_disconnect),
     route("chat.history", consumers.store_message),
-    route("presence.sweep", consumers.sweep_presence),
+    route("chat.sweep", consumers.sweep),
 ]

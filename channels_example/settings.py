@@ -10,11 +10,12 @@ laptop and production comes from the environment:
                    set: asgi_redis, e.g. redis://127.0.0.1:6379/0, or several
                    comma-separated URLs to shard the layer over several servers
     DATABASE_URL   unset: SQLite at SQLITE_PATH (default db.sqlite3 here);
-                   set: PostgreSQL, postgres://user:password@host:5432/name
+                   set: sqlite:///path, or PostgreSQL: postgres://user:password@host:5432/name
+    LOG_LEVEL      the project's loggers (default INFO)
 """
 import os
-from urllib.parse import unquote, urlparse
 
+import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,39 +70,26 @@ TEMPLATES = [
 ]
 
 # Chat history is stored here (channels_example.models.Message), written by the workers
-# off the delivery path (docs/history.md). SQLite suits one host; PostgreSQL, selected
-# by DATABASE_URL, serves workers on several hosts.
-DATABASE_URL = urlparse(os.environ.get("DATABASE_URL", ""))
-if DATABASE_URL.scheme in ("postgres", "postgresql"):
-    DATABASES = {
-        "default": {
-            # Django 2.2's backend, fixed for psycopg2 2.9 (the first to support Python 3.11).
-            "ENGINE": "channels_example.postgresql",
-            "NAME": unquote(DATABASE_URL.path.lstrip("/")),
-            "USER": unquote(DATABASE_URL.username or ""),
-            "PASSWORD": unquote(DATABASE_URL.password or ""),
-            "HOST": DATABASE_URL.hostname or "",
-            "PORT": str(DATABASE_URL.port or ""),
-            # A worker stores a message every few milliseconds: keep its connection open.
-            "CONN_MAX_AGE": 600,
-        }
-    }
-elif DATABASE_URL.scheme:
-    raise ImproperlyConfigured(
-        "DATABASE_URL must be postgres://user:password@host:port/name, not %r; "
-        "leave it unset for SQLite." % os.environ["DATABASE_URL"]
-    )
+# off the delivery path (docs/history.md). SQLite suits one host; PostgreSQL serves workers
+# on several hosts. DATABASE_URL is parsed by dj-database-url: sqlite:///path or
+# postgres://user:password@host:5432/name; unset, SQLite at SQLITE_PATH.
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or "sqlite:///" + os.environ.get("SQLITE_PATH", os.path.join(BASE_DIR, "db.sqlite3")),
+        # A worker stores a message every few milliseconds: opening the connection (and
+        # setting SQLite up, apps.py) on every message would cost more than storing it.
+        conn_max_age=600,
+    ),
+}
+if DATABASES["default"]["ENGINE"] in ("django.db.backends.postgresql", "django.db.backends.postgresql_psycopg2"):
+    # Django 2.2's backend, fixed for psycopg2 2.9 (the first to support Python 3.11).
+    DATABASES["default"]["ENGINE"] = "channels_example.backends.postgresql"
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Two workers may write at once; the second waits for the first instead of failing.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20}
 else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": os.environ.get("SQLITE_PATH", os.path.join(BASE_DIR, "db.sqlite3")),
-            # Two workers may write at once; the second waits for the first instead of failing.
-            "OPTIONS": {"timeout": 20},
-            # As for PostgreSQL: opening the file (and setting it up, apps.py) on every message costs more than storing it.
-            "CONN_MAX_AGE": 600,
-        }
-    }
+    raise ImproperlyConfigured("DATABASE_URL must be sqlite:///path or postgres://user:password@host:port/name, "
+                               "not %r." % os.environ["DATABASE_URL"])
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -113,69 +101,99 @@ STATIC_URL = "/static/"
 STATIC_DIR = os.path.join(BASE_DIR, "static")
 STATICFILES_DIRS = [STATIC_DIR]
 
-# The seed's CHANNEL_LAYERS block. Capacity counts messages waiting in one channel,
-# not a rate; the stock defaults (10 in memory, 100 in asgi_redis) drop ordinary
-# bursts. The load promised (docs/deploying.md): 1000 sockets connecting at once,
-# rooms whose members together send 1000 messages/s, and any one client's burst of
-# up to SOCKET_BACKLOG frames; a socket that floods beyond that is closed with 1013.
+# The seed's CHANNEL_LAYERS block, and every limit, capacity and timeout of the chat:
+# each has one home here, read by daphne, the layer and the workers alike.
+
+# The load promised (docs/deploying.md): 1000 sockets connecting at once, rooms whose
+# members together send 1000 messages/s, and any one client's burst of up to
+# SOCKET_BACKLOG frames; a socket that floods beyond that is closed with 1013.
 SOCKET_BACKLOG = 1000
-REDIS_HOSTS = [url.strip() for url in os.environ.get("REDIS_URL", "").split(",") if url.strip()]
-# Longest life of a socket: daphne is started with --websocket_timeout set to this,
-# and group membership and channel sessions expire with it.
+# A chat message has at most MAX_MESSAGE_LENGTH characters (an error frame says so);
+# frames longer than MAX_FRAME_LENGTH never reach Redis: daphne's layer passes them on
+# as their length only (daphne itself has no limit, and a client could queue gigabytes).
+MAX_MESSAGE_LENGTH = 2000
+MAX_FRAME_LENGTH = 16 * 1024
+MAX_HANDLE_LENGTH = 32
+MAX_ROOM_LENGTH = 100
+# How long the layer keeps a message nobody read: a minute is stale for chat. A socket's
+# session and ordering state outlive its disconnect as long, for frames still in flight.
+CHANNEL_MESSAGE_EXPIRY = 60
+# Longest life of a socket: daphne's --websocket_timeout defaults to the layer's
+# group_expiry, and group membership and channel sessions expire with it.
 WEBSOCKET_LIFETIME = 86400
+# A socket's frames and a room's messages delivered in order (chat/ordering.py, layers/gate.py):
+# a number that never comes (lost with a killed worker) holds the ones after it this
+# long at most; a worker's lease on a socket's frames expires this long after it died.
+ORDERING_GAP_SECONDS = 1.0
+ORDERING_LEASE_SECONDS = 2
+# A daphne process refreshes its heartbeat in Redis every second; one silent for
+# DAPHNE_HEARTBEAT_TTL seconds is taken for dead. Every daphne sends chat.sweep every
+# SWEEP_INTERVAL seconds: a worker then removes dead daphnes' sockets from their rooms,
+# and delivers disconnects held behind a lost frame.
+DAPHNE_HEARTBEAT_TTL = 5
+SWEEP_INTERVAL = 1
+
+REDIS_HOSTS = [url.strip() for url in os.environ.get("REDIS_URL", "").split(",") if url.strip()]
+
+# What the project's layers need from the chat (channels_example/layers/__init__.py).
+CHAT_TRANSPORT = {
+    "socket_backlog": SOCKET_BACKLOG,
+    "socket_progress": "channels_example.chat.ordering.next_order",
+    "max_frame_length": MAX_FRAME_LENGTH,
+    # The numbered streams of a room: its chat messages and its presence events.
+    "gate_streams": ["history", "presence"],
+    "gap_seconds": ORDERING_GAP_SECONDS,
+    "timers": {"chat.sweep": SWEEP_INTERVAL},
+    "expiry": CHANNEL_MESSAGE_EXPIRY,
+    # Members whose daphne died without a disconnect leave after this at the latest.
+    "group_expiry": WEBSOCKET_LIFETIME,
+}
+# The Redis layer's CONFIG, but for its hosts (REDIS_HOSTS).
+REDIS_TRANSPORT = dict(
+    CHAT_TRANSPORT,
+    # Capacity counts messages waiting in one channel, not a rate; asgi_redis's default of
+    # 100 drops ordinary bursts.
+    capacity=1000,
+    channel_capacity={
+        # A storm of 1000 sockets connecting at once (asgi_redis's default: 73 % refused with 503).
+        "websocket.connect": 5000,
+        # Shared by every socket: 20 sockets at their SOCKET_BACKLOG at once.
+        "websocket.receive": 20000,
+        # Daphne drops a disconnect silently when this is full.
+        "websocket.disconnect": 5000,
+        # Chat messages on their way to the database: as many as websocket.receive.
+        "chat.history": 20000,
+        # One daphne's process channel carries every message for all its sockets (a Group
+        # message once per daphne): a full SOCKET_BACKLOG burst fanned out to a room of 50.
+        "daphne.response*": 50000,
+    },
+    # Joins before chat, so a busy room does not keep newcomers waiting, and chat before
+    # storing it, which is off the delivery path.
+    worker_priority=["websocket.connect", "http.request", "websocket.receive", "websocket.disconnect",
+                     "chat.sweep", "chat.history"],
+    heartbeat_ttl=DAPHNE_HEARTBEAT_TTL,
+)
 if REDIS_HOSTS:
     CHANNEL_LAYERS = {
         "default": {
-            # asgi_redis's layer, made explicit and fast (layers.py). REDIS_LAYER=stock
-            # selects asgi_redis's own, unchanged, for comparison (docs/performance.md).
-            "BACKEND": {
-                "project": "channels_example.layers.RedisChannelLayer",
-                "stock": "asgi_redis.RedisChannelLayer",
-            }[os.environ.get("REDIS_LAYER", "project")],
+            # asgi_redis's layer, made explicit and fast (channels_example/layers/redis.py);
+            # several URLs shard it: asgi_redis spreads channels and groups over them.
+            "BACKEND": "channels_example.layers.RedisChannelLayer",
             "ROUTING": "channels_example.routing.channel_routing",
-            "CONFIG": {
-                # Several URLs shard the layer: asgi_redis spreads channels and groups over them.
-                "hosts": REDIS_HOSTS,
-                "capacity": 1000,
-                "channel_capacity": {
-                    # A storm of 1000 sockets connecting at once (stock: 73 % refused with 503).
-                    "websocket.connect": 5000,
-                    # Shared by every socket: 20 sockets at their SOCKET_BACKLOG at once.
-                    "websocket.receive": 20000,
-                    # Daphne drops a disconnect silently when this is full.
-                    "websocket.disconnect": 5000,
-                    # Chat messages on their way to the database: as many as websocket.receive.
-                    "chat.history": 20000,
-                    # One daphne's process channel carries every message for all its sockets
-                    # (a Group message once per daphne with the project's layer): a full
-                    # SOCKET_BACKLOG burst fanned out to a room of 50 even with the stock layer.
-                    "daphne.response*": 50000,
-                },
-                # A message nobody reads within a minute is stale for chat.
-                "expiry": 60,
-                # Members whose daphne died without a disconnect leave after this.
-                "group_expiry": WEBSOCKET_LIFETIME,
-            },
+            "CONFIG": dict(REDIS_TRANSPORT, hosts=REDIS_HOSTS),
         },
     }
-    if os.environ.get("REDIS_LAYER", "project") == "project":
-        CHANNEL_LAYERS["default"]["CONFIG"]["socket_backlog"] = SOCKET_BACKLOG
     # Workers on any host must see the same channel session: keep it in Redis too.
-    CHANNEL_SESSION_ENGINE = "channels_example.redis_sessions"
+    CHANNEL_SESSION_ENGINE = "channels_example.backends.sessions"
 else:
     CHANNEL_LAYERS = {
         "default": {
-            # asgiref.inmemory.ChannelLayer, the seed's, with the same two changes.
+            # asgiref.inmemory.ChannelLayer, the seed's, made explicit (channels_example/layers/inmemory.py).
             "BACKEND": "channels_example.layers.InMemoryChannelLayer",
             "ROUTING": "channels_example.routing.channel_routing",
-            "CONFIG": {
-                # The in-memory layer has one capacity for every channel (it ignores
-                # channel_capacity): the largest of the Redis figures.
-                "capacity": 50000,
-                "socket_backlog": SOCKET_BACKLOG,
-                "expiry": 60,
-                "group_expiry": WEBSOCKET_LIFETIME,
-            },
+            # One capacity for every channel (the in-memory layer ignores channel_capacity):
+            # the largest of the Redis figures; asgiref's default of 10 drops an ordinary burst.
+            "CONFIG": dict(CHAT_TRANSPORT, capacity=50000),
         },
     }
     # runserver is the only process, so its local-memory cache can hold the channel
@@ -201,15 +219,6 @@ HISTORY_PRUNE_EVERY = 100
 # A room's numbering and recent list stay in Redis this long after its last message;
 # after that they are read back from the database when the room is used again.
 HISTORY_IDLE_EXPIRY = 7 * 86400
-# A daphne process refreshes its heartbeat in Redis every second; one silent for
-# DAPHNE_HEARTBEAT_TTL seconds is taken for dead, and a sweep (asked for by every daphne
-# every PRESENCE_SWEEP_INTERVAL seconds) removes its sockets from presence and Groups.
-DAPHNE_HEARTBEAT_TTL = 5
-PRESENCE_SWEEP_INTERVAL = 2
-
-# Deliver each socket's messages in the order sent (channels_example/ordering.py).
-# "0" turns it off, only to measure what it costs (bench/ordering_cost.py).
-ORDERED_DELIVERY = os.environ.get("ORDERED_DELIVERY", "1") == "1"
 
 LOGGING = {
     "version": 1,

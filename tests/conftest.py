@@ -9,13 +9,13 @@ from tests.servers import Process, free_port, manage
 
 
 @pytest.fixture(autouse=True)
-def fresh_room_state(monkeypatch):
-    """Each test starts with no numbering, recent history or members kept in this process's memory."""
-    from channels_example import history, ordering, presence
+def fresh_room_state():
+    """Each test starts with no numbering, recent history, members or ordering state kept in this process."""
+    from channels_example.backends.shards import PerDeployment
 
-    monkeypatch.setattr(history, "_recent", None)
-    monkeypatch.setattr(presence, "_members", None)
-    monkeypatch.setattr(ordering, "_sequencer", None)
+    PerDeployment.forget_all()
+    yield
+    PerDeployment.forget_all()
 
 
 @pytest.fixture
@@ -100,8 +100,8 @@ def production(tmp_path):
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    """One throwaway PostgreSQL for the whole test run (tests/postgres.py); each test gets its own database."""
-    from tests.postgres import Postgres
+    """One throwaway PostgreSQL for the whole test run (channels_example.topology); each test gets its own database."""
+    from channels_example.topology import Postgres
 
     server = Postgres().start()
     yield server
@@ -126,3 +126,32 @@ def redis_url(tmp_path):
     server.start()
     yield "redis://127.0.0.1:%d/0" % port
     server.stop()
+
+
+@pytest.fixture
+def as_default_layer():
+    """``as_default_layer(layer)``: make ``layer`` the default channel layer for the test, as
+    daphne and the workers have theirs; the chat's stores then keep their state on it."""
+    from channels import DEFAULT_CHANNEL_LAYER, channel_layers
+    from channels.asgi import ChannelLayerWrapper
+
+    from channels_example.backends.shards import PerDeployment
+
+    previous = channel_layers[DEFAULT_CHANNEL_LAYER]
+
+    def install(layer):
+        channel_layers.set(DEFAULT_CHANNEL_LAYER, ChannelLayerWrapper(layer, DEFAULT_CHANNEL_LAYER, previous.routing))
+        PerDeployment.forget_all()
+        return layer
+
+    yield install
+    channel_layers.set(DEFAULT_CHANNEL_LAYER, previous)
+    PerDeployment.forget_all()
+
+
+@pytest.fixture
+def redis_layer(redis_url, settings, as_default_layer):
+    """The project's Redis layer on a real redis-server, configured as settings.py does, as the default layer."""
+    from channels_example.layers import RedisChannelLayer
+
+    return as_default_layer(RedisChannelLayer(**dict(settings.REDIS_TRANSPORT, hosts=[redis_url])))

@@ -4,8 +4,9 @@ import json
 from channels.exceptions import DenyConnection
 from channels.sessions import session_for_reply_channel
 from channels.test import ChannelTestCase, WSClient
+from django.conf import settings
 
-from channels_example import history, protocol, rooms
+from channels_example.chat import history, protocol, rooms
 from channels_example.models import Message
 
 
@@ -25,10 +26,11 @@ class ConsumerTestCase(ChannelTestCase):
         client.send_and_consume("websocket.connect", BROWSER, path=path)
         client.welcome, client.history = client.receive(), client.receive()
         self.clients.append(client)
-        # The room's join event, which every member (the joiner too) has received.
+        # The room's join event, which every member of its room (the joiner too) has received.
         for member in self.clients:
-            event = member.receive()
-            self.assertIn(event and event["type"], {None, "presence"})
+            if member.welcome["room"] == client.welcome["room"]:
+                event = member.receive()
+                self.assertEqual((event["type"], event["event"]), ("presence", "join"))
         return client
 
     def say(self, client, text, path="/lobby/"):
@@ -129,7 +131,7 @@ class TestMessages(ConsumerTestCase):
             {"bytes": b"\x89PNG"},
             {"text": ""},
             {"text": "   "},
-            {"text": "x" * (protocol.MAX_MESSAGE_LENGTH + 1)},
+            {"text": "x" * (settings.MAX_MESSAGE_LENGTH + 1)},
             {"text": json.dumps({"message": "hi", "handle": "h" * 100})},
             {"text": json.dumps({"message": "hi", "handle": ["not", "a", "string"]})},
         ]

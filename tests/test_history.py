@@ -1,17 +1,21 @@
-"""Room numbering and recent history (channels_example.history), in memory and in a real Redis."""
+"""Room numbering and recent history (channels_example.chat.history), in memory and in a real Redis."""
 import json
 
 import pytest
 
-from channels_example import history, protocol
+from channels_example.chat import history, protocol
+from channels_example.chat.rooms import Room
 from channels_example.models import Message
 
 pytestmark = pytest.mark.django_db
 
+LOBBY, KITCHEN = Room("lobby"), Room("kitchen")
+
 
 @pytest.fixture(params=["memory", "redis"])
-def recent(request, settings):
-    settings.REDIS_HOSTS = [request.getfixturevalue("redis_url")] if request.param == "redis" else []
+def recent(request):
+    if request.param == "redis":
+        request.getfixturevalue("redis_layer")
     return history.recent()
 
 
@@ -20,15 +24,15 @@ def message(text, room="lobby"):
 
 
 def test_messages_are_numbered_one_by_one_in_each_room(recent):
-    assert [recent.append("lobby", message(text)) for text in "abc"] == [1, 2, 3]
-    assert recent.append("kitchen", message("x", "kitchen")) == 1
+    assert [recent.append(LOBBY, message(text)) for text in "abc"] == [1, 2, 3]
+    assert recent.append(KITCHEN, message("x", "kitchen")) == 1
 
 
 def test_snapshot_holds_the_last_messages_oldest_first_with_their_numbers(recent, settings):
     settings.HISTORY_LENGTH = 3
     for number in range(5):
-        recent.append("lobby", message("m%d" % number))
-    messages, upto = recent.snapshot("lobby")
+        recent.append(LOBBY, message("m%d" % number))
+    messages, upto = recent.snapshot(LOBBY)
     assert upto == 5
     assert [(item["seq"], item["message"]) for item in messages] == [(3, "m2"), (4, "m3"), (5, "m4")]
     assert messages[0] == dict(message("m2"), seq=3, ts=messages[0]["ts"])
@@ -36,23 +40,23 @@ def test_snapshot_holds_the_last_messages_oldest_first_with_their_numbers(recent
 
 def test_history_item_is_the_live_frame(recent):
     sent = message("你好")
-    seq = recent.append("lobby", sent)
-    (item,), _ = recent.snapshot("lobby")
-    assert item == json.loads(protocol.chat(sent, seq)["text"])
+    seq = recent.append(LOBBY, sent)
+    (item,), _ = recent.snapshot(LOBBY)
+    assert item == json.loads(protocol.message_frame(sent, seq)["text"])
 
 
 def test_an_unknown_room_has_no_snapshot(recent):
-    assert recent.snapshot("nowhere") is None
+    assert recent.snapshot(Room("nowhere")) is None
 
 
 def test_numbering_resumes_after_the_last_stored_message(recent):
     Message.objects.create(room="lobby", seq=41, handle="ann", message="old", created="2026-01-01T00:00Z")
-    assert recent.append("lobby", message("new")) == 42
+    assert recent.append(LOBBY, message("new")) == 42
 
 
 def test_history_frame_falls_back_to_the_database(settings):
     settings.HISTORY_LENGTH = 2
     for seq in (1, 2, 3):
         history.store({"room": "lobby", "seq": seq, "handle": "ann", "message": str(seq), "ts": 1764000000000})
-    frame = json.loads(history.history_frame("lobby")["text"])
+    frame = json.loads(history.history_frame(LOBBY)["text"])
     assert ([item["message"] for item in frame["messages"]], frame["upto"]) == (["2", "3"], 3)

@@ -3,34 +3,30 @@ runworker and redis-server processes (docs/history.md)."""
 import asyncio
 import json
 import signal
-import subprocess
 import time
 
 import redis
+from django.conf import settings
 
-from channels_example import presence
-from channels_example.settings import HISTORY_LENGTH, HISTORY_PRUNE_EVERY, HISTORY_RETENTION
+from channels_example.chat import presence
 from tests.chatclient import frames_until, join, joined, messages, next_frame, run
-from tests.servers import manage
 
-
-def stored_seqs(stack, room):
-    """The seqs of ``room``'s messages in the stack's database, read by the project's own code."""
-    script = ("import json; from channels_example.models import Message; "
-              "print(json.dumps(list(Message.objects.filter(room=%r).order_by('seq').values_list('seq', flat=True))))"
-              % room)
-    done = subprocess.run(manage("shell", "-c", script), env=stack.env, check=True, capture_output=True, text=True)
-    return json.loads(done.stdout)
+HISTORY_LENGTH, HISTORY_PRUNE_EVERY, HISTORY_RETENTION = (
+    settings.HISTORY_LENGTH, settings.HISTORY_PRUNE_EVERY, settings.HISTORY_RETENTION)
 
 
 def wait_until_stored(stack, room, last_seq, timeout=30):
+    """The stored seqs of ``room`` once its message ``last_seq`` (and the retained ones before it) are stored.
+
+    The workers store off the delivery path and tell no one: the database is read until then.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        seqs = stored_seqs(stack, room)
+        seqs = stack.stored_seqs(room)
         if seqs and seqs[-1] == last_seq and len(seqs) >= min(last_seq, HISTORY_RETENTION):
             return seqs
         assert time.monotonic() < deadline, "only %d messages stored, the last %s" % (len(seqs), seqs[-1:])
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 def test_joiners_get_history_then_every_later_message_once_in_a_busy_room(production, database_url):

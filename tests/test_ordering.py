@@ -2,21 +2,22 @@
 import random
 import threading
 
-import pytest
-import redis
+import time
 
-from channels_example import ordering
+import pytest
+
+from channels_example.chat import ordering
 
 
 @pytest.fixture(params=["memory", "redis"])
-def sequencer(request, settings, monkeypatch):
+def sequencer(request, monkeypatch):
+    """The deployment's sequencer: in memory (runserver), or in Redis over the project's layer."""
     delivered = []
     monkeypatch.setattr(ordering, "deliver", lambda sends: delivered.extend(sends))
     if request.param == "redis":
-        settings.REDIS_HOSTS = [request.getfixturevalue("redis_url")]
-        chosen = ordering.RedisSequencer()
-    else:
-        chosen = ordering.LocalSequencer()
+        request.getfixturevalue("redis_layer")
+    chosen = ordering.sequencer()
+    assert type(chosen).__name__ == {"memory": "LocalSequencer", "redis": "RedisSequencer"}[request.param]
     chosen.delivered = delivered
     return chosen
 
@@ -53,28 +54,39 @@ def test_a_frame_with_nothing_to_send_still_takes_its_turn(sequencer):
     assert texts(sequencer) == [2]
 
 
-def test_a_lost_frame_holds_later_ones_until_the_gap_is_stale(sequencer, monkeypatch):
+def test_a_lost_frame_holds_later_ones_until_the_gap_is_stale(sequencer, settings):
     sequencer.complete("socket!a", 2, frame(2))
     sequencer.complete("socket!a", 3, frame(3))
     assert texts(sequencer) == []
-    monkeypatch.setattr(ordering, "GAP_SECONDS", -1)  # every gap is now older than the limit
+    settings.ORDERING_GAP_SECONDS = -1  # every gap is now older than the limit
     sequencer.complete("socket!a", 4, frame(4))
     assert texts(sequencer) == [2, 3, 4]
 
 
-def test_a_frame_completing_after_its_turn_was_skipped_is_delivered_not_lost(sequencer, monkeypatch):
-    monkeypatch.setattr(ordering, "GAP_SECONDS", -1)
+def test_a_frame_completing_after_its_turn_was_skipped_is_delivered_not_lost(sequencer, settings):
+    settings.ORDERING_GAP_SECONDS = -1
     sequencer.complete("socket!a", 2, frame(2))
     sequencer.complete("socket!a", 1, frame(1))
     assert texts(sequencer) == [2, 1]
 
 
-def test_the_disconnect_releases_frames_held_behind_a_lost_one(sequencer, monkeypatch):
-    monkeypatch.setattr(ordering, "GAP_SECONDS", 0.05)
+def test_a_disconnect_held_behind_a_lost_frame_is_delivered_by_the_sweep_once_the_gap_is_stale(sequencer, settings):
+    settings.ORDERING_GAP_SECONDS = 0.05
     sequencer.complete("socket!a", 2, frame(2))
-    sequencer.complete("socket!a", 3, [], final=True)
-    assert texts(sequencer) == [2]
-    assert sequencer.next_order("socket!a") == 4
+    sequencer.complete("socket!a", 3, frame(3), final=True)  # its worker returns at once
+    assert texts(sequencer) == []
+    ordering.sweep()
+    assert texts(sequencer) == [], "swept before the gap was stale"
+    time.sleep(0.1)  # the gap is a span of time: nothing to wait on but the clock
+    ordering.sweep()
+    assert texts(sequencer) == [2, 3]
+    assert sequencer.next_order("socket!a") == 4 and sequencer.closing_due() == []
+
+
+def test_a_disconnect_due_at_once_is_delivered_by_its_own_worker(sequencer):
+    sequencer.complete("socket!a", 1, frame(1))
+    sequencer.complete("socket!a", 2, frame(2), final=True)
+    assert texts(sequencer) == [1, 2] and sequencer.finished("socket!a")
 
 
 def test_while_another_worker_holds_the_lease_frames_are_parked_for_it(sequencer):
@@ -99,9 +111,7 @@ def test_many_threads_completing_shuffled_frames_deliver_in_order(sequencer):
     assert texts(sequencer) == list(range(1, 1001))
 
 
-def test_a_sockets_state_in_redis_always_expires(settings, redis_url):
-    settings.REDIS_HOSTS = [redis_url]
-    sequencer = ordering.RedisSequencer()
-    sequencer.complete("socket!once", 1, [])
-    client = redis.StrictRedis.from_url(redis_url)
-    assert client.ttl(ordering.KEY_PREFIX + "socket!once") > 0
+def test_a_sockets_state_in_redis_always_expires(redis_layer):
+    ordering.sequencer().complete("socket!once", 1, [])
+    key = ordering.KEY_PREFIX + "socket!once"
+    assert redis_layer.connection(redis_layer.consistent_hash(key)).ttl(key) > 0

@@ -1,87 +1,95 @@
-"""Room members (channels_example.presence), in memory and in a real Redis, and the sweep of dead daphnes."""
+"""Room members (channels_example.chat.presence), in memory and in a real Redis, and the sweep of dead daphnes."""
 import json
 import time
 
 import pytest
-from channels import DEFAULT_CHANNEL_LAYER, Group, channel_layers
 
-from channels_example import history, presence
+from channels_example.chat import presence, rooms
+from channels_example.chat.rooms import Room
+
+LOBBY, KITCHEN = Room("lobby"), Room("kitchen")
 
 
 @pytest.fixture(params=["memory", "redis"])
-def members(request, settings):
-    settings.REDIS_HOSTS = [request.getfixturevalue("redis_url")] if request.param == "redis" else []
+def members(request):
+    if request.param == "redis":
+        request.getfixturevalue("redis_layer")
     return presence.members()
 
 
 def test_join_returns_the_count_a_change_number_and_everyones_handles(members):
-    assert members.join("lobby", "daphne.response.A!1", "ann") == (1, 1, ["ann"])
-    count, number, handles = members.join("lobby", "daphne.response.A!2", "bob")
+    assert members.join(LOBBY, "daphne.response.A!1", "ann") == (1, 1, ["ann"])
+    count, number, handles = members.join(LOBBY, "daphne.response.A!2", "bob")
     assert (count, number, sorted(handles)) == (2, 2, ["ann", "bob"])
-    assert members.join("kitchen", "daphne.response.A!3", "cy")[:2] == (1, 1)
+    assert members.join(KITCHEN, "daphne.response.A!3", "cy")[:2] == (1, 1)
 
 
 def test_leave_returns_the_handle_and_the_count_left(members):
-    members.join("lobby", "daphne.response.A!1", "ann")
-    members.join("lobby", "daphne.response.B!1", "bob")
-    assert members.leave("lobby", "daphne.response.A!1") == ("ann", 1, 3)
-    assert members.leave("lobby", "daphne.response.A!1") is None
+    members.join(LOBBY, "daphne.response.A!1", "ann")
+    members.join(LOBBY, "daphne.response.B!1", "bob")
+    assert members.leave(LOBBY, "daphne.response.A!1") == ("ann", 1, 3)
+    assert members.leave(LOBBY, "daphne.response.A!1") is None
 
 
 def test_two_sockets_with_one_handle_count_twice(members):
-    members.join("lobby", "daphne.response.A!1", "ann")
-    assert members.join("lobby", "daphne.response.A!2", "ann")[0] == 2
+    members.join(LOBBY, "daphne.response.A!1", "ann")
+    assert members.join(LOBBY, "daphne.response.A!2", "ann")[0] == 2
 
 
 def test_welcome_and_event_frames(members):
-    welcome, event = presence.join("lobby", "daphne.response.A!1", "ann")
+    welcome, event = presence.join(LOBBY, "daphne.response.A!1", "ann")
     assert json.loads(welcome["text"]) == {"type": "welcome", "room": "lobby", "handle": "ann", "members": ["ann"]}
     assert json.loads(event["text"]) == {"type": "presence", "room": "lobby", "event": "join", "handle": "ann",
                                          "members": 1}
 
 
+def sweep_until_gone(layer, socket, group, alive):
+    """Sweep as the workers do on chat.sweep, keeping ``alive``'s heartbeat, until ``socket`` left ``group``."""
+    started = time.monotonic()
+    while socket in layer.group_channels(group):
+        assert time.monotonic() - started < presence.ghost_seconds(), "the dead daphne's socket is still present"
+        layer.heartbeat(alive)
+        rooms.sweep()
+        time.sleep(0.05)  # sweeps come once a SWEEP_INTERVAL: the clock is the event
+
+
 @pytest.mark.django_db
-def test_a_dead_daphnes_sockets_leave_within_the_ghost_time(redis_url, settings):
-    settings.REDIS_HOSTS = [redis_url]
-    settings.DAPHNE_HEARTBEAT_TTL, settings.PRESENCE_SWEEP_INTERVAL = 1, 0.5
-    layer = channel_layers[DEFAULT_CHANNEL_LAYER]
+def test_a_dead_daphnes_sockets_leave_their_rooms_within_the_ghost_time(redis_layer, settings):
+    redis_layer.heartbeat_ttl = settings.DAPHNE_HEARTBEAT_TTL = 1
+    settings.SWEEP_INTERVAL = 0.5
     alive, dead = "daphne.response.alive!ann", "daphne.response.dead!bob"
     for socket, handle in ((alive, "ann"), (dead, "bob")):
-        Group("chat-lobby").add(socket)
-        welcome, joined = presence.join("lobby", socket, handle)
-        layer.send(socket, welcome)
-        layer.send(socket, history.history_frame("lobby"))
-        Group("chat-lobby").send(joined)
+        welcome, history_frame, joined = LOBBY.join(socket, handle)
+        for frame in (welcome, history_frame):
+            redis_layer.send(socket, frame)
+        LOBBY.group.send(joined)
     # ann's welcome, history, and bob's join.
-    assert [layer.receive(["daphne.response.alive!"])[0] for _ in range(3)] == [alive, alive, alive]
-    presence.heartbeat("daphne.response.alive!")
-    presence.heartbeat("daphne.response.dead!")
-    died = time.monotonic()
+    assert [redis_layer.receive(["daphne.response.alive!"])[0] for _ in range(3)] == [alive, alive, alive]
+    redis_layer.heartbeat("daphne.response.alive!")
+    redis_layer.heartbeat("daphne.response.dead!")
 
     # The first sweep only starts the warm-up; the dead daphne goes once its heartbeat expired.
-    assert presence.sweep() == 0
-    while presence.sweep() == 0:
-        assert time.monotonic() - died < presence.ghost_seconds(), "the dead daphne's socket is still present"
-        presence.heartbeat("daphne.response.alive!")
-        time.sleep(0.05)
+    assert presence.dead_daphnes() == []
+    sweep_until_gone(redis_layer, dead, LOBBY.group_name, "daphne.response.alive!")
 
-    assert presence.members().leave("lobby", dead) is None
-    assert list(layer.group_channels("chat-lobby")) == [alive]
-    leave = json.loads(layer.receive(["daphne.response.alive!"])[1]["text"])
+    assert presence.members().leave(LOBBY, dead) is None
+    assert list(redis_layer.group_channels(LOBBY.group_name)) == [alive]
+    leave = json.loads(redis_layer.receive(["daphne.response.alive!"])[1]["text"])
     assert (leave["event"], leave["handle"], leave["members"]) == ("leave", "bob", 1)
-    assert presence.members().join("lobby", "daphne.response.alive!cy", "cy")[0] == 2
+    assert redis_layer.dead_processes() == []
+    assert presence.members().join(LOBBY, "daphne.response.alive!cy", "cy")[0] == 2
 
 
-def test_no_one_is_swept_right_after_sweeping_resumes(redis_url, settings):
-    settings.REDIS_HOSTS = [redis_url]
-    settings.DAPHNE_HEARTBEAT_TTL, settings.PRESENCE_SWEEP_INTERVAL = 1, 0.5
-    presence.join("lobby", "daphne.response.quiet!1", "ann")
+def test_no_one_is_swept_right_after_sweeping_resumes(redis_layer, settings):
+    redis_layer.heartbeat_ttl = settings.DAPHNE_HEARTBEAT_TTL = 1
+    settings.SWEEP_INTERVAL = 0.5
+    presence.join(LOBBY, "daphne.response.quiet!1", "ann")
     # A registered daphne without a live heartbeat, as after a long Redis outage.
-    presence.heartbeat("daphne.response.quiet!")
-    from channels_example.shards import client_for
-    client_for(presence.HEARTBEAT_PREFIX + "daphne.response.quiet!").delete(
-        presence.HEARTBEAT_PREFIX + "daphne.response.quiet!")
+    redis_layer.heartbeat_ttl = 0.001
+    redis_layer.heartbeat("daphne.response.quiet!")
+    time.sleep(0.01)
+    assert redis_layer.dead_processes() == ["daphne.response.quiet!"]
     started = time.monotonic()
     while time.monotonic() - started < settings.DAPHNE_HEARTBEAT_TTL * 0.8:
-        assert presence.sweep() == 0
+        assert presence.dead_daphnes() == []
         time.sleep(0.05)

@@ -240,6 +240,9 @@ def test_redis_restart_under_traffic_recovers_without_restarting_daphne_or_worke
     print("room working again %.2f s after Redis restarted" % recovery)
     assert all(process.running() for process in stack.daphnes + stack.workers)
     assert recovery < 10
+    # What bob received across the outage came in the room's order, each message once.
+    seqs = [frame["seq"] for frame in frames if frame["type"] == "message"]
+    assert seqs == sorted(set(seqs)) and seqs
 
 
 def test_daphne_restart_lets_clients_reconnect_to_the_same_room(production):

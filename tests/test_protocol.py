@@ -3,7 +3,9 @@ import json
 
 import pytest
 
-from channels_example import protocol
+from django.conf import settings
+
+from channels_example.chat import protocol
 
 
 def test_plain_text_is_taken_whole_as_the_message():
@@ -27,7 +29,7 @@ def test_json_that_is_not_an_object_is_plain_text(text):
         ({"text": ""}, "empty_message"),
         ({"text": " \n\t "}, "empty_message"),
         ({"text": json.dumps({"message": "  "})}, "empty_message"),
-        ({"text": "x" * (protocol.MAX_MESSAGE_LENGTH + 1)}, "message_too_long"),
+        ({"text": "x" * (settings.MAX_MESSAGE_LENGTH + 1)}, "message_too_long"),
         ({"text": json.dumps({"handle": "ann"})}, "bad_message"),
         ({"text": json.dumps({"message": 5})}, "bad_message"),
         ({"text": json.dumps({"message": "hi", "handle": 5})}, "bad_handle"),
@@ -44,12 +46,12 @@ def test_bad_frames_raise_a_protocol_error_with_a_stable_code(content, code):
 
 
 def test_message_at_the_limit_is_accepted():
-    text = "x" * protocol.MAX_MESSAGE_LENGTH
+    text = "x" * settings.MAX_MESSAGE_LENGTH
     assert protocol.parse_chat({"text": text}) == (text, None)
 
 
 def test_chat_frame_has_the_documented_fields():
-    frame = json.loads(protocol.chat(protocol.chat_message("聊天室", "ann", "hi"), 7)["text"])
+    frame = json.loads(protocol.message_frame(protocol.chat_message("聊天室", "ann", "hi"), 7)["text"])
     assert set(frame) == {"type", "room", "handle", "message", "ts", "seq"}
     assert (frame["type"], frame["room"], frame["handle"], frame["message"], frame["seq"]) == (
         "message", "聊天室", "ann", "hi", 7)

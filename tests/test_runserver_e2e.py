@@ -4,7 +4,7 @@ import json
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from channels_example import protocol
+from channels_example.chat import protocol
 from tests.chatclient import each_sends_on_open, frames_until, join, joined, messages, next_frame, run
 
 

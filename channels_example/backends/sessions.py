@@ -3,18 +3,31 @@
 A channel session must be readable by whichever worker, on whichever host, handles
 the socket's next message, so it cannot live in one process's memory; keeping it in
 Redis rather than the database keeps a database query off every chat message.
-Keys are spread over the same hosts as the channel layer (REDIS_HOSTS) by a hash of
-the session key, and expire with the socket (WEBSOCKET_LIFETIME).
+Keys live on the channel layer's own Redis servers (channels_example.backends.shards),
+and expire with the socket (WEBSOCKET_LIFETIME).
 
 The payload is signed with SECRET_KEY like every Django session, which is why every
 daphne and runworker process must share the same SECRET_KEY.
 """
 from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, SessionBase
+from django.core.exceptions import ImproperlyConfigured
 
-from channels_example.shards import client_for as _redis_for
+from channels_example.backends.shards import PerDeployment
 
 KEY_PREFIX = "channels_example:session:"
+
+
+def _no_redis():
+    raise ImproperlyConfigured("channels_example.backends.sessions keeps sessions on the channel layer's Redis "
+                               "servers: use it with an asgi_redis channel layer (REDIS_URL).")
+
+
+_shards = PerDeployment(local=_no_redis, redis=lambda shards: shards)
+
+
+def _redis_for(session_key):
+    return _shards().client(KEY_PREFIX + session_key)
 
 
 class SessionStore(SessionBase):

@@ -35,12 +35,9 @@ import time
 import unicodedata
 from urllib.parse import parse_qs
 
-MAX_MESSAGE_LENGTH = 2000
-# Longer frames never reach Redis: daphne's layer replaces them by their length under
-# OVERSIZED (daphne itself has no limit, and a client could queue gigabytes).
-MAX_FRAME_LENGTH = 16 * 1024
-OVERSIZED = "oversized"
-MAX_HANDLE_LENGTH = 32
+from django.conf import settings
+
+from channels_example.layers.explicit import OVERSIZED
 
 # Private-use WebSocket close code: the connection was refused, do not retry as is.
 CLOSE_REFUSED = 4400
@@ -74,7 +71,7 @@ def parse_chat(content):
     if OVERSIZED in content:
         raise ProtocolError(
             "message_too_long",
-            "a frame has at most %d characters, this one had %d" % (MAX_FRAME_LENGTH, content[OVERSIZED]),
+            "a frame has at most %d characters, this one had %d" % (settings.MAX_FRAME_LENGTH, content[OVERSIZED]),
         )
     if content.get("text") is None:
         raise ProtocolError("binary_frame", "send chat messages as text frames; binary frames are not accepted")
@@ -93,10 +90,10 @@ def parse_chat(content):
             handle = validate_handle(handle)
     if not message.strip():
         raise ProtocolError("empty_message", "the message is empty")
-    if len(message) > MAX_MESSAGE_LENGTH:
+    if len(message) > settings.MAX_MESSAGE_LENGTH:
         raise ProtocolError(
             "message_too_long",
-            "a message has at most %d characters, this one has %d" % (MAX_MESSAGE_LENGTH, len(message)),
+            "a message has at most %d characters, this one has %d" % (settings.MAX_MESSAGE_LENGTH, len(message)),
         )
     return message, handle
 
@@ -106,8 +103,8 @@ def validate_handle(handle):
     if not isinstance(handle, str):
         raise ProtocolError("bad_handle", "a handle must be a string")
     handle = handle.strip()
-    if not 1 <= len(handle) <= MAX_HANDLE_LENGTH:
-        raise ProtocolError("bad_handle", "a handle has 1 to %d characters" % MAX_HANDLE_LENGTH)
+    if not 1 <= len(handle) <= settings.MAX_HANDLE_LENGTH:
+        raise ProtocolError("bad_handle", "a handle has 1 to %d characters" % settings.MAX_HANDLE_LENGTH)
     if any(unicodedata.category(char)[0] == "C" for char in handle):
         raise ProtocolError("bad_handle", "a handle cannot contain control characters")
     return handle
@@ -125,11 +122,11 @@ def handle_from_query_string(query_string, reply_channel):
 
 def chat_message(room, handle, message):
     """A chat message as a worker accepts it: the fields of its frame except ``seq``,
-    which channels_example.history.publish assigns when it reaches the room."""
+    which the room assigns when the message reaches it (channels_example.chat.rooms)."""
     return {"type": "message", "room": room, "handle": handle, "message": message, "ts": int(time.time() * 1000)}
 
 
-def chat(message, seq):
+def message_frame(message, seq):
     """The frame every member of the room receives for one chat message."""
     return encode(dict(message, seq=seq))
 

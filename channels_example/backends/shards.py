@@ -1,0 +1,66 @@
+"""The project's own Redis keys, on the channel layer's own Redis servers.
+
+Channel sessions, each socket's ordering state, each room's numbering, recent history
+and members are kept in Redis when the channel layer is asgi_redis's (REDIS_URL set),
+and in this process's memory under runserver. In Redis every key lives on the server
+asgi_redis's consistent hash picks for it, reached through the layer's own
+``connection()``: every daphne and worker on every host finds a key on the same server,
+and there is one list of servers, the layer's ``hosts``.
+
+``PerDeployment`` makes that choice once per process, the first time a store is used.
+"""
+from channels import DEFAULT_CHANNEL_LAYER, channel_layers
+
+
+class Shards:
+    """The Redis servers of an asgi_redis channel layer, for keys of our own."""
+
+    def __init__(self, layer):
+        self.layer = layer
+        self._scripts = {}
+
+    def client(self, key):
+        """The redis-py client of the server that holds ``key``: asgi_redis's, a ``redis.Redis``
+        (redis-py 2's legacy class: ``zadd(name, member=score)``, ``setex(name, value, time)``)."""
+        return self.layer.connection(self.layer.consistent_hash(key))
+
+    def run(self, source, keys, args, shard_key=None):
+        """Run the Lua ``source`` on ``keys`` and ``args``, on the server of ``shard_key`` (default: the first key).
+
+        redis-py calls a script by its SHA, and loads it again by itself on a server that
+        does not know it (a new shard, or one restarted).
+        """
+        client = self.client(shard_key or keys[0])
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = client.register_script(source)
+        return script(keys=keys, args=args, client=client)
+
+
+def of_deployment():
+    """Shards over the default channel layer's servers, or None when it is not asgi_redis's."""
+    layer = channel_layers[DEFAULT_CHANNEL_LAYER]
+    return Shards(layer) if hasattr(layer, "consistent_hash") else None
+
+
+class PerDeployment:
+    """A store chosen once per process: ``redis(shards)`` over a Redis channel layer, else ``local()``."""
+
+    _all = []
+
+    def __init__(self, local, redis):
+        self.local, self.redis = local, redis
+        self._chosen = None
+        PerDeployment._all.append(self)
+
+    def __call__(self):
+        if self._chosen is None:
+            shards = of_deployment()
+            self._chosen = self.redis(shards) if shards is not None else self.local()
+        return self._chosen
+
+    @classmethod
+    def forget_all(cls):
+        """Choose again on next use (for tests that switch the channel layer)."""
+        for store in cls._all:
+            store._chosen = None

@@ -1,0 +1,194 @@
+"""Room history: every chat message numbered in its room, the latest kept for joiners, all stored.
+
+What is promised (the argument is in docs/history.md):
+
+* Every chat message gets ``seq``, its number in the room (1, 2, 3...), when it is
+  delivered, in the order its socket sent it (``Room.send`` is buffered like
+  ``Group.send``, and ``@in_order`` delivers a socket's sends in order).
+* A client joining a room receives the room's last HISTORY_LENGTH messages in one
+  history frame, before any live message, and then every later message once: no
+  gap and no duplicate between the two. ``Room.publish`` numbers a message, appends it
+  to the room's recent list (``append``) and *then* sends it to the Group; a joiner is
+  added to the Group *before* ``history_frame`` reads the list. So each message is in
+  the joiner's history, or reaches it live, or both; the layer's join gate
+  (channels_example.layers.gate) removes the "both" and holds live messages until the
+  history frame has passed.
+* Every message is stored in the database (channels_example.models.Message) by the
+  ``store_message`` consumer, off the delivery path: ``queue_for_storing`` only sends it
+  to the ``chat.history`` channel. ``store`` keeps HISTORY_RETENTION messages per room.
+
+Numbering and the recent list live in Redis on the room's shard (one Lua script per
+message) or, under runserver, in this process's memory. When Redis has lost them (or a
+room was idle for HISTORY_IDLE_EXPIRY), numbering resumes after the database's last
+stored message and joiners get their history from the database.
+
+Functions here take a ``Room`` (channels_example.chat.rooms), which names the room's
+keys and its Group.
+"""
+import json
+import logging
+import threading
+from collections import deque
+from datetime import datetime, timezone
+
+from channels import Channel
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+
+from channels_example.backends.shards import PerDeployment
+from channels_example.chat import protocol
+from channels_example.layers import gate
+from channels_example.models import Message
+
+log = logging.getLogger(__name__)
+
+# The join gate's name for a room's chat messages (gate_streams in settings.CHANNEL_LAYERS).
+STREAM = "history"
+STORE_CHANNEL = "chat.history"
+# Messages a worker stores in one transaction when they are waiting (store_message).
+STORE_BATCH = 100
+
+
+def append(room, message):
+    """Number a chat message in its room and add it to the room's recent list; its ``seq``."""
+    return recent().append(room, message)
+
+
+def queue_for_storing(room, seq, message):
+    """Send a delivered message to STORE_CHANNEL, where a worker's ``store_message`` saves it."""
+    stored = {"room": room.name, "seq": seq, "handle": message["handle"], "message": message["message"],
+              "ts": message["ts"]}
+    channel = Channel(STORE_CHANNEL)
+    try:
+        channel.send(stored, immediately=True)
+    except channel.channel_layer.ChannelFull:
+        log.error("message %d of room %r delivered but not stored: %s is full", seq, room.name, STORE_CHANNEL)
+
+
+def history_frame(room):
+    """The history frame for a client joining ``room`` now. Call it after adding the client to the Group."""
+    snapshot = recent().snapshot(room)
+    if snapshot is None:
+        snapshot = _stored_snapshot(room)
+    messages, upto = snapshot
+    return gate.snapshot(room.channel_layer, protocol.history(room.name, messages, upto), STREAM, upto)
+
+
+def store(*stored):
+    """Save delivered messages (what ``queue_for_storing`` sent) in one transaction; prune now and then.
+
+    Saving a message twice is harmless: (room, seq) is unique and a repeat is skipped.
+    """
+    with transaction.atomic():
+        Message.objects.bulk_create([
+            Message(room=item["room"], seq=item["seq"], handle=item["handle"], message=item["message"],
+                    created=datetime.fromtimestamp(item["ts"] / 1000, timezone.utc))
+            for item in stored
+        ], ignore_conflicts=True)
+        for item in stored:
+            if item["seq"] % settings.HISTORY_PRUNE_EVERY == 0:
+                Message.objects.filter(room=item["room"], seq__lte=item["seq"] - settings.HISTORY_RETENTION).delete()
+
+
+def waiting_to_be_stored(channel_layer, limit=STORE_BATCH):
+    """Up to ``limit`` more messages already waiting on STORE_CHANNEL, taken without waiting:
+    a worker that stores them together pays for one transaction instead of one each."""
+    batch = []
+    while len(batch) < limit:
+        channel, content = channel_layer.receive([STORE_CHANNEL], block=False)
+        if channel is None:
+            break
+        batch.append(content)
+    return batch
+
+
+def _stored_snapshot(room):
+    rows = Message.objects.filter(room=room.name).order_by("-seq")[:settings.HISTORY_LENGTH]
+    messages = [_from_row(row) for row in reversed(rows)]
+    return messages, (messages[-1]["seq"] if messages else 0)
+
+
+def _from_row(row):
+    message = protocol.chat_message(row.room, row.handle, row.message)
+    message.update(ts=int(row.created.timestamp() * 1000), seq=row.seq)
+    return message
+
+
+def _stored_upto(room):
+    return Message.objects.filter(room=room.name).aggregate(upto=Max("seq"))["upto"] or 0
+
+
+class LocalRecent:
+    """Numbering and recent lists in this process's memory: for runserver, whose threads share it."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._rooms = {}
+
+    def append(self, room, message):
+        with self._lock:
+            if room.name not in self._rooms:
+                self._rooms[room.name] = {"seq": _stored_upto(room), "recent": deque(maxlen=settings.HISTORY_LENGTH)}
+            state = self._rooms[room.name]
+            state["seq"] += 1
+            state["recent"].append(dict(message, seq=state["seq"]))
+            return state["seq"]
+
+    def snapshot(self, room):
+        """``(messages oldest first, upto)``, or None when this process has not numbered the room yet."""
+        with self._lock:
+            state = self._rooms.get(room.name)
+            return (list(state["recent"]), state["seq"]) if state else None
+
+
+class RedisRecent:
+    """Numbering and recent lists in Redis, on the room's shard: for runworker on any host."""
+
+    def __init__(self, shards):
+        self.shards = shards
+
+    def append(self, room, message):
+        text = json.dumps(message, ensure_ascii=False)
+        args = [text, settings.HISTORY_LENGTH, settings.HISTORY_IDLE_EXPIRY]
+        seq = self._run(self.lua_append, room, args + [""])
+        if seq is None:
+            seq = self._run(self.lua_append, room, args + [_stored_upto(room)])
+        return seq
+
+    def snapshot(self, room):
+        """``(messages oldest first, upto)``, or None when Redis does not know the room."""
+        found = self._run(self.lua_snapshot, room, [])
+        if found is None:
+            return None
+        upto, items = found
+        return [json.loads(item) for item in reversed(items)], int(upto)
+
+    def _run(self, source, room, args):
+        return self.shards.run(source, [room.key("seq"), room.key("recent")], args)
+
+    # KEYS: the room's counter, its recent list. ARGV: message JSON without seq, history
+    # length, idle expiry (s), first number minus one when the counter is missing ('' = unknown).
+    # Returns the message's seq, or nil when the counter is missing and ARGV[4] is ''.
+    lua_append = """
+        if redis.call('EXISTS', KEYS[1]) == 0 then
+          if ARGV[4] == '' then return nil end
+          redis.call('SET', KEYS[1], ARGV[4])
+        end
+        local seq = redis.call('INCR', KEYS[1])
+        redis.call('LPUSH', KEYS[2], string.sub(ARGV[1], 1, -2) .. ', "seq": ' .. seq .. '}')
+        redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+        redis.call('EXPIRE', KEYS[1], ARGV[3])
+        redis.call('EXPIRE', KEYS[2], ARGV[3])
+        return seq
+    """
+
+    # KEYS: the room's counter, its recent list. Returns {counter, items newest first}, or nil.
+    lua_snapshot = """
+        local seq = redis.call('GET', KEYS[1])
+        if not seq then return nil end
+        return {seq, redis.call('LRANGE', KEYS[2], 0, -1)}
+    """
+
+
+recent = PerDeployment(LocalRecent, RedisRecent)

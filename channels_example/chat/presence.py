@@ -1,0 +1,181 @@
+"""Presence: who is in each room, told to the room as people join and leave.
+
+What is promised (the argument is in docs/history.md):
+
+* A joining client's welcome frame lists the handles in the room, itself included;
+  after it, the client receives every later join and leave event of the room once
+  (the layer's join gate holds and orders them like chat messages: STREAM).
+* Every event carries ``members``, the room's count right after it, read in the same
+  atomic step as the change, so counts are right with any number of workers and
+  daphnes.
+* A socket whose daphne process died without sending its disconnect (``kill -9``, a
+  lost host) leaves presence, its Group and the room's count within ``ghost_seconds()``:
+  each daphne's layer keeps a heartbeat (the layer's ``heartbeats`` extension) and
+  sends ``chat.sweep`` every SWEEP_INTERVAL; ``dead_daphnes`` finds the daphnes whose
+  heartbeat stopped, and their sockets, for ``rooms.sweep`` to remove.
+
+The members of a room live in Redis on the room's shard (a hash: reply channel ->
+handle, and a counter numbering its changes), and each daphne's sockets in an index
+on the daphne's shard; under runserver, one process, they live in memory and nothing
+needs sweeping.
+
+Functions here take a ``Room`` (channels_example.chat.rooms), which names the room's keys.
+"""
+import logging
+import threading
+
+from channels import DEFAULT_CHANNEL_LAYER, channel_layers
+from django.conf import settings
+
+from channels_example.backends.shards import PerDeployment
+from channels_example.chat import protocol
+from channels_example.layers import gate
+
+log = logging.getLogger(__name__)
+
+# The join gate's name for a room's presence events (gate_streams in settings.CHANNEL_LAYERS).
+STREAM = "presence"
+SOCKETS_PREFIX = "channels_example:daphne-sockets:"
+SWEEP_LOCK_KEY = "channels_example:sweep:lock"
+SWEEP_LAST_KEY = "channels_example:sweep:last"
+SWEEP_WARMUP_KEY = "channels_example:sweep:warm-up"
+
+
+def ghost_seconds():
+    """The longest a dead daphne's socket stays present: its heartbeat's life, the wait
+    for the next sweep, and a second for the sweep request to reach a worker."""
+    return settings.DAPHNE_HEARTBEAT_TTL + settings.SWEEP_INTERVAL + 1
+
+
+def join(room, socket, handle):
+    """Add ``socket`` to the room's members; return its welcome frame and the room's join event.
+
+    Call it after adding the socket to the room's Group. Send the welcome right after
+    the accept and the event to the room's Group after that.
+    """
+    count, number, handles = members().join(room, socket, handle)
+    layer = room.channel_layer
+    welcome = gate.snapshot(layer, protocol.welcome(room.name, handle, handles), STREAM, number)
+    return welcome, gate.live(layer, protocol.presence(room.name, "join", handle, count), STREAM, number)
+
+
+def leave(room, socket):
+    """Remove ``socket`` from the room's members: the room's leave event, or None if it was not a member."""
+    left = members().leave(room, socket)
+    if left is None:
+        return None
+    handle, count, number = left
+    return gate.live(room.channel_layer, protocol.presence(room.name, "leave", handle, count), STREAM, number)
+
+
+def dead_daphnes():
+    """``(daphne, [(room name, socket), ...])`` for each daphne whose heartbeat stopped.
+
+    At most one sweep runs per SWEEP_INTERVAL, across every worker. After a pause in
+    sweeping (Redis or every daphne was down) no daphne is declared dead for
+    DAPHNE_HEARTBEAT_TTL, so that the living have time to refresh their heartbeats.
+    Call ``forget_daphne`` once its sockets have left their rooms.
+    """
+    layer = channel_layers[DEFAULT_CHANNEL_LAYER]
+    if "heartbeats" not in layer.extensions:
+        return []
+    index = members()
+    lock = index.shards.client(SWEEP_LOCK_KEY)
+    ttl_ms = int(settings.DAPHNE_HEARTBEAT_TTL * 1000)
+    if not lock.set(SWEEP_LOCK_KEY, 1, nx=True, px=max(int(settings.SWEEP_INTERVAL * 1000) - 200, 100)):
+        return []
+    # SWEEP_LAST_KEY exists while sweeps keep coming; when it had expired, warm up first.
+    if not lock.set(SWEEP_LAST_KEY, 1, px=ttl_ms, xx=True):
+        lock.pipeline().set(SWEEP_LAST_KEY, 1, px=ttl_ms).set(SWEEP_WARMUP_KEY, 1, px=ttl_ms).execute()
+        return []
+    if lock.exists(SWEEP_WARMUP_KEY):
+        return []
+    return [(daphne, index.sockets_of(daphne)) for daphne in layer.dead_processes()]
+
+
+def forget_daphne(daphne, swept):
+    channel_layers[DEFAULT_CHANNEL_LAYER].forget_process(daphne)
+    log.warning("daphne %s stopped without closing its sockets: removed %d of them from presence and their rooms",
+                daphne, swept)
+
+
+class LocalMembers:
+    """Members in this process's memory: for runserver, whose threads share it."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._rooms = {}
+
+    def join(self, room, socket, handle):
+        with self._lock:
+            state = self._rooms.setdefault(room.name, {"members": {}, "number": 0})
+            state["members"][socket] = handle
+            state["number"] += 1
+            return len(state["members"]), state["number"], list(state["members"].values())
+
+    def leave(self, room, socket):
+        with self._lock:
+            state = self._rooms.get(room.name)
+            if state is None or socket not in state["members"]:
+                return None
+            handle = state["members"].pop(socket)
+            state["number"] += 1
+            return handle, len(state["members"]), state["number"]
+
+
+class RedisMembers:
+    """Members in Redis on the room's shard, and each daphne's sockets on the daphne's shard."""
+
+    def __init__(self, shards):
+        self.shards = shards
+
+    def join(self, room, socket, handle):
+        # The daphne's index first: a socket in a room but not in the index could never be swept.
+        index_key = self._index_key(socket)
+        self.shards.client(index_key).pipeline().hset(index_key, socket, room.name).expire(
+            index_key, settings.WEBSOCKET_LIFETIME).execute()
+        count, number, handles = self._run(self.lua_join, room, [socket, handle, settings.WEBSOCKET_LIFETIME])
+        return count, number, [value.decode("utf-8") for value in handles]
+
+    def leave(self, room, socket):
+        left = self._run(self.lua_leave, room, [socket])
+        index_key = self._index_key(socket)
+        self.shards.client(index_key).hdel(index_key, socket)
+        if left is None:
+            return None
+        handle, count, number = left
+        return handle.decode("utf-8"), count, number
+
+    def sockets_of(self, daphne):
+        """``[(room name, socket), ...]`` for the sockets a daphne had in rooms."""
+        key = SOCKETS_PREFIX + daphne
+        return [(room.decode("utf-8"), socket.decode("utf-8"))
+                for socket, room in self.shards.client(key).hgetall(key).items()]
+
+    def _index_key(self, socket):
+        return SOCKETS_PREFIX + self.shards.layer.non_local_name(socket)
+
+    def _run(self, source, room, args):
+        return self.shards.run(source, [room.key("members"), room.key("presence")], args)
+
+    # KEYS: the room's members hash, its change counter. ARGV: socket, handle, expiry (s).
+    lua_join = """
+        redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+        local number = redis.call('INCR', KEYS[2])
+        redis.call('EXPIRE', KEYS[1], ARGV[3])
+        redis.call('EXPIRE', KEYS[2], ARGV[3])
+        local handles = redis.call('HVALS', KEYS[1])
+        return {#handles, number, handles}
+    """
+
+    # KEYS: the room's members hash, its change counter. ARGV: socket. Nil if not a member.
+    lua_leave = """
+        local handle = redis.call('HGET', KEYS[1], ARGV[1])
+        if not handle then return nil end
+        redis.call('HDEL', KEYS[1], ARGV[1])
+        local number = redis.call('INCR', KEYS[2])
+        return {handle, redis.call('HLEN', KEYS[1]), number}
+    """
+
+
+members = PerDeployment(LocalMembers, RedisMembers)

@@ -1,0 +1,150 @@
+"""Rooms: which URL paths name a chat room, and ``Room``, which a consumer uses as the 1.x docs use a Group.
+
+``Room(name).send(message)`` is ``Group("chat-%s" % name).send(...)`` for a chat
+message: buffered until the consumer returns, like any send, and then numbered in the
+room, kept for joiners and stored (channels_example.chat.history), and sent to the
+room's Group. ``join`` and ``leave`` add the room's members (channels_example.chat.presence)
+to ``add`` and ``discard``. A room's Group name and the prefix of its keys in Redis are
+decided here and nowhere else.
+
+A room is the WebSocket path without its slashes: ``/lobby/`` is the room
+``lobby``, ``/聊天室/`` the room ``聊天室``, and ``/`` the DEFAULT_ROOM. A room name
+is one path segment of 1 to settings.MAX_ROOM_LENGTH characters with no control or format
+characters and no leading or trailing whitespace; anything else is refused.
+
+Group names must be ASCII ``[A-Za-z0-9._-]`` and shorter than 100 characters, so
+``group_name`` maps rooms onto them. It is injective: readable rooms map to
+themselves (``chat-lobby``); every other room maps to an ASCII slug, a dot and 80
+bits of its SHA-256 (``chat-cafe.k2x...``). The dot never occurs in the first form,
+so the two forms cannot meet, and two rooms of the second form share a group only
+if their digests collide.
+"""
+import base64
+import hashlib
+import re
+import unicodedata
+
+from channels import Group
+from channels.message import pending_message_store
+from django.conf import settings
+
+from channels_example.chat import history, presence, protocol
+from channels_example.chat.protocol import ProtocolError
+from channels_example.layers import gate
+
+DEFAULT_ROOM = "lobby"
+
+GROUP_PREFIX = "chat-"
+KEY_PREFIX = "channels_example:room:"
+_READABLE_ROOM = re.compile(r"[A-Za-z0-9_-]{1,80}\Z")
+_NOT_SLUG = re.compile(r"[^A-Za-z0-9_-]+")
+_SLUG_LENGTH = 40
+
+
+class InvalidRoom(ProtocolError):
+    """The path cannot name a room; the detail says why."""
+
+    def __init__(self, detail):
+        super().__init__("invalid_room", detail)
+
+
+def room_from_path(path):
+    """Return the room named by a WebSocket path, or raise InvalidRoom."""
+    name = path.strip("/")
+    if not name:
+        return DEFAULT_ROOM
+    if "/" in name:
+        raise InvalidRoom("a room name is one path segment, not %r" % name)
+    if len(name) > settings.MAX_ROOM_LENGTH:
+        raise InvalidRoom("a room name has at most %d characters, not %d" % (settings.MAX_ROOM_LENGTH, len(name)))
+    for char in name:
+        if unicodedata.category(char)[0] == "C" or unicodedata.category(char) in ("Zl", "Zp"):
+            raise InvalidRoom("a room name cannot contain the control character U+%04X" % ord(char))
+    if name != name.strip():
+        raise InvalidRoom("a room name cannot start or end with whitespace")
+    return name
+
+
+def group_name(room):
+    """Return the channel-layer Group name for a valid room (see the module docstring)."""
+    if _READABLE_ROOM.match(room):
+        return GROUP_PREFIX + room
+    ascii_room = unicodedata.normalize("NFKD", room).encode("ascii", "ignore").decode("ascii")
+    slug = _NOT_SLUG.sub("-", ascii_room).strip("-")[:_SLUG_LENGTH]
+    digest = hashlib.sha256(room.encode("utf-8")).digest()[:10]
+    return "%s%s.%s" % (GROUP_PREFIX, slug, base64.b32encode(digest).decode("ascii").lower())
+
+
+class Room:
+    """A chat room: its Group, its keys, and what its members send and receive."""
+
+    # How @in_order (channels_example.chat.ordering) names a buffered send to a room.
+    kind = "room"
+
+    def __init__(self, name):
+        self.name = name
+        self.group_name = group_name(name)
+
+    @property
+    def group(self):
+        """The room's Group, on the default channel layer as it is now."""
+        return Group(self.group_name)
+
+    @classmethod
+    def from_path(cls, path):
+        """The room a WebSocket path names; raises InvalidRoom."""
+        return cls(room_from_path(path))
+
+    @property
+    def channel_layer(self):
+        return self.group.channel_layer
+
+    def key(self, part):
+        """The name of one of the room's keys in Redis."""
+        return "%s%s:%s" % (KEY_PREFIX, self.group_name, part)
+
+    def join(self, reply_channel, handle):
+        """Add a socket to the room: ``(welcome, history, joined)``, the frames to send it and the room.
+
+        Member first, then the snapshots: what the room receives from now on reaches the
+        socket live, and what it received before is in them (docs/history.md). Send the
+        two frames to the socket after its accept, then ``joined`` to the room.
+        """
+        self.group.add(reply_channel)
+        welcome, joined = presence.join(self, _name(reply_channel), handle)
+        return welcome, history.history_frame(self), joined
+
+    def leave(self, reply_channel):
+        """Remove a socket from the room, and tell the room."""
+        self.group.discard(reply_channel)
+        left = presence.leave(self, _name(reply_channel))
+        if left is not None:
+            self.group.send(left)
+
+    def send(self, message, immediately=False):
+        """Send a chat message (protocol.chat_message) to the room; inside a consumer, when it returns."""
+        if immediately or not pending_message_store.active:
+            self.publish(message)
+        else:
+            pending_message_store.append(self, message)
+
+    def publish(self, message):
+        """Number the message, keep it for joiners, deliver it to the room, and queue it for storing."""
+        seq = history.append(self, message)
+        self.group.send(gate.live(self.channel_layer, protocol.message_frame(message, seq), history.STREAM, seq),
+                        immediately=True)
+        history.queue_for_storing(self, seq, message)
+        return seq
+
+
+def _name(channel):
+    """A reply channel's name, given the channel (as a consumer has it) or its name (as a sweep has it)."""
+    return getattr(channel, "name", channel)
+
+
+def sweep():
+    """Remove from their rooms the sockets of daphnes that died without disconnecting them."""
+    for daphne, sockets in presence.dead_daphnes():
+        for room, socket in sockets:
+            Room(room).leave(socket)
+        presence.forget_daphne(daphne, len(sockets))
