@@ -1,32 +1,28 @@
-"""The production topology on one machine: redis-server, daphne and N runworker processes.
+"""The production topology on one machine, started process by process: for the tests and the benchmark.
 
-``scripts/prod`` runs this module; the end-to-end tests start the same commands with
-the same environment through ``Process``, so what is tested is what is run.
-
-    python -m channels_example.topology [--port 8000] [--workers 2]
-
-Needs SECRET_KEY in the environment. Starts Debian's redis-server on a free loopback
-port unless REDIS_URL is set (several comma-separated URLs shard the layer), prints
-what it started and where, and stops everything it started, by PID, on Ctrl-C or
-SIGTERM, or when any of its processes exits.
+The processes are the Procfile's, ``web`` (daphne) and ``worker`` (runworker), the 1.x
+convention that Heroku, honcho and foreman run; ``scripts/prod`` runs it with honcho.
+The tests and the benchmark need each process's PID (to kill one, to read its CPU), so
+they start the same lines one by one through ``Process``, with the environment
+``production_env`` gives them, and redis-server with scripts/redis.conf: what is
+tested is what is run. ``Postgres`` is a throwaway PostgreSQL for the same purpose.
 """
-import argparse
+import glob
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from urllib.parse import urlparse
+
+import psycopg2
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
-
-# daphne's keepalive: a ping every 20 s, and a socket whose pings go unanswered for
-# 30 s is closed (its disconnect then leaves the Group).
-PING_INTERVAL, PING_TIMEOUT = 20, 30
-LISTEN_BACKLOG = 1024
+REDIS_CONF = os.path.join(ROOT, "scripts", "redis.conf")
 
 
 def free_port():
@@ -35,53 +31,50 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def redis_argv(port, data_dir):
-    # Append-only file, synced every second: a restarted Redis still knows every
-    # Group member and channel session, so open sockets keep working after it.
-    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-            "--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
+def procfile():
+    """The Procfile's processes: ``{name: command line}``."""
+    with open(os.path.join(ROOT, "Procfile"), encoding="utf-8") as lines:
+        return dict(re.match(r"^([\w-]+):\s*(.+)$", line).groups() for line in lines if line.strip())
 
 
-def daphne_argv(port):
-    from channels_example.settings import WEBSOCKET_LIFETIME
-
-    return [
-        # A Twisted endpoint rather than --bind/--port, for its listen queue: Twisted's
-        # default of 50 makes the kernel drop SYNs when 100 clients connect at once, and
-        # they retry only after a second.
-        os.path.join(BIN, "daphne"), "--endpoint", "tcp:port=%d:interface=127.0.0.1:backlog=%d" % (port, LISTEN_BACKLOG),
-        # Sockets live as long as their Group membership (the layer's group_expiry).
-        "--websocket_timeout", str(WEBSOCKET_LIFETIME),
-        "--ping-interval", str(PING_INTERVAL), "--ping-timeout", str(PING_TIMEOUT),
-        "channels_example.asgi:channel_layer",
-    ]
-
-
-def database(env):
-    """Where the chat history is stored, for the start-up summary (no password)."""
-    url = urlparse(env.get("DATABASE_URL", ""))
-    if url.scheme:
-        return "PostgreSQL %s:%s/%s" % (url.hostname, url.port or 5432, url.path.lstrip("/"))
-    return "SQLite " + env.get("SQLITE_PATH", os.path.join(ROOT, "db.sqlite3"))
-
-
-def worker_argv():
-    return [sys.executable, os.path.join(ROOT, "manage.py"), "runworker"]
+def redis_argv(port, data_dir, password=None):
+    argv = ["redis-server", REDIS_CONF, "--port", str(port), "--dir", str(data_dir)]
+    return argv + (["--requirepass", password] if password else [])
 
 
 def production_env(redis_url, **extra):
-    """The environment every daphne and runworker process gets; SECRET_KEY comes from ours."""
+    """The environment every daphne and runworker process gets; SECRET_KEY comes from ours.
+
+    This venv's bin comes first on PATH, so that the Procfile's ``daphne`` and ``python`` are its own.
+    """
     env = dict(os.environ, REDIS_URL=redis_url, DEBUG="0", PYTHONUNBUFFERED="1")
+    env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
     env.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
     env.update(extra)
     return env
 
 
+def web(port, env, log_path=None, extra_args=()):
+    """The Procfile's daphne, listening on ``port``."""
+    return Process("daphne", _argv("web", extra_args), env=dict(env, PORT=str(port)), port=port, log_path=log_path)
+
+
+def worker(env, name="runworker", log_path=None, extra_args=()):
+    """One of the Procfile's runworker processes."""
+    return Process(name, _argv("worker", extra_args), env=env, log_path=log_path)
+
+
+def _argv(name, extra_args):
+    # exec: the shell becomes the process, so its PID is daphne's or runworker's own.
+    return ["/bin/sh", "-c", "exec " + procfile()[name] + "".join(" " + arg for arg in extra_args)]
+
+
 class Process:
     """One started process, known by its PID, its port if it listens, and its log."""
 
-    def __init__(self, name, argv, env=None, port=None, log_path=None):
+    def __init__(self, name, argv, env=None, port=None, log_path=None, run_as=None):
         self.name, self.argv, self.env, self.port, self.log_path = name, argv, env, port, log_path
+        self.run_as = run_as or {}  # Popen's user and group
         self.process = None
         self._log = None
 
@@ -90,7 +83,8 @@ class Process:
         if self.log_path is not None:
             self._log = output = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            self.argv, cwd=ROOT, env=self.env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            self.argv, cwd=ROOT, env=self.env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            **self.run_as
         )
         if self.port is not None:
             self._wait_for_port(ready_timeout)
@@ -139,52 +133,57 @@ class Process:
         return (":\n" + "\n".join(text.splitlines()[-lines:])) if text else ""
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
-    parser.add_argument("--workers", type=int, default=2)
-    options = parser.parse_args(argv)
-    if not os.environ.get("SECRET_KEY"):
-        sys.exit("SECRET_KEY is not set. Set it to a long random string: every daphne and runworker "
-                 "process must share it, or channel sessions written by one cannot be read by another.")
-
-    started = []
-
-    def stop_all(*_):
-        for process in reversed(started):
-            process.stop()
-        sys.exit(0)
-
-    signal.signal(signal.SIGINT, stop_all)
-    signal.signal(signal.SIGTERM, stop_all)
-
-    redis_url = os.environ.get("REDIS_URL")
-    if not redis_url:
-        port = free_port()
-        data_dir = tempfile.mkdtemp(prefix="channels_example-redis-")
-        started.append(Process("redis-server", redis_argv(port, data_dir), port=port).start())
-        redis_url = "redis://127.0.0.1:%d/0" % port
-    env = production_env(redis_url)
-    subprocess.run(worker_argv()[:2] + ["migrate", "--verbosity", "0"], env=env, check=True)
-    started.append(Process("daphne", daphne_argv(options.port), env=env, port=options.port).start())
-    for number in range(1, options.workers + 1):
-        started.append(Process("runworker %d" % number, worker_argv(), env=env).start())
-
-    print("\nchannels_example in production mode (Ctrl-C stops everything):")
-    for process in started:
-        where = "127.0.0.1:%d" % process.port if process.port else ""
-        print("  %-12s pid %-7d %s" % (process.name, process.pid, where))
-    print("  channel layer %s\n  history in   %s\n  chat at      http://127.0.0.1:%d/\n"
-          % (redis_url, database(env), options.port), flush=True)
-
-    pid, status = os.wait()
-    dead = next((process for process in started if process.pid == pid), None)
-    print("%s (pid %d) exited with status %d; stopping the rest." % (dead.name if dead else "a child", pid, status >> 8),
-          flush=True)
-    for process in reversed(started):
-        process.stop()
-    sys.exit(1)
+POSTGRES_USER = "chat"
 
 
-if __name__ == "__main__":
-    main()
+def _bin(name):
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/" + name), key=lambda path: int(path.split("/")[4]))
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql (scripts/test does it)")
+    return found[-1]
+
+
+class Postgres:
+    """A throwaway PostgreSQL: Debian's server on a free loopback port (scripts/test installs it).
+
+    In a new temporary folder, as the unprivileged ``postgres`` user when we are root
+    (PostgreSQL refuses to run as root), with trust authentication on 127.0.0.1 only;
+    stopped by its PID, and its folder removed.
+    """
+
+    def __init__(self, durable=False):
+        # The tests need no durability; the benchmark measures with the defaults (fsync on).
+        self.durable = durable
+        self.port, self.folder, self.server = free_port(), None, None
+        self._as = {"user": "postgres", "group": "postgres"} if os.getuid() == 0 else {}
+
+    def start(self):
+        self.folder = tempfile.mkdtemp(prefix="channels_example-postgres-")
+        if self._as:
+            shutil.chown(self.folder, **self._as)
+        data = os.path.join(self.folder, "data")
+        subprocess.run([_bin("initdb"), "-D", data, "-U", POSTGRES_USER, "--auth=trust", "-E", "UTF8", "--no-locale"],
+                       check=True, stdout=subprocess.DEVNULL, **self._as)
+        argv = [_bin("postgres"), "-D", data, "-p", str(self.port), "-h", "127.0.0.1", "-k", self.folder]
+        if not self.durable:
+            argv += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        self.server = Process("postgres", argv, port=self.port, log_path=os.path.join(self.folder, "postgres.log"),
+                              run_as=self._as).start()
+        return self
+
+    def create_database(self, name):
+        """A new empty database; its DATABASE_URL."""
+        connection = psycopg2.connect(host="127.0.0.1", port=self.port, user=POSTGRES_USER, dbname="postgres")
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute('CREATE DATABASE "%s"' % name)
+        connection.close()
+        return "postgres://%s@127.0.0.1:%d/%s" % (POSTGRES_USER, self.port, name)
+
+    def stop(self):
+        if self.server is not None:
+            # SIGINT is PostgreSQL's "fast" shutdown: it ends its sessions and exits at once.
+            self.server.stop(signal.SIGINT)
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+

@@ -59,3 +59,29 @@ _apt_install() {
   fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$package" >/dev/null
 }
+
+# free_port: a TCP port nothing listens on, on 127.0.0.1.
+free_port() {
+  python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# require_free_port PORT: stop here, saying so, when something already listens on PORT
+# (daphne would log the failure and keep running, serving nothing).
+require_free_port() {
+  # SO_REUSEADDR, as the servers bind: a port whose old connections linger in TIME_WAIT is free.
+  if ! python -c 'import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null; then
+    say "port $1 is in use on 127.0.0.1: stop what listens there, or choose another with PORT=8001 $0"
+    exit 1
+  fi
+}
+
+# wait_for_port PORT PID LOG: wait until PORT accepts connections; fail with LOG if PID exits first.
+wait_for_port() {
+  local port="$1" pid="$2" log="$3" tries=0
+  until python -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.5).close()' "$port" 2>/dev/null; do
+    if ! kill -0 "$pid" 2>/dev/null || [ $((tries += 1)) -gt 200 ]; then
+      say "the server for port $port did not start:"; cat "$log" >&2; exit 1
+    fi
+    sleep 0.05
+  done
+}

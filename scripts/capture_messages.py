@@ -2,8 +2,8 @@
 
     .venv/bin/python scripts/capture_messages.py
 
-Starts redis-server and daphne only, exactly as scripts/prod does
-(channels_example.topology), and no runworker: this script plays the worker. It opens
+Starts redis-server and daphne only, exactly as scripts/prod does (the Procfile's
+``web``, through channels_example.topology), and no runworker: this script plays the worker. It opens
 a real WebSocket to the room /聊天室/ (percent-encoded, as a browser sends it) with
 ?handle=ann and an Origin header, takes websocket.connect off the layer and replies
 {"accept": True}, sends one text frame and one binary frame, closes, and prints each
@@ -29,7 +29,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from channels_example.topology import Process, daphne_argv, free_port, production_env, redis_argv  # noqa: E402
+from channels_example.topology import Process, free_port, production_env, redis_argv, web  # noqa: E402
 
 # Any value: only this script's own daphne reads it.
 SECRET_KEY = "capture-messages-only"
@@ -157,8 +157,7 @@ def main():
         os.environ.update(REDIS_URL=redis_url, SECRET_KEY=SECRET_KEY, DEBUG="0",
                           DJANGO_SETTINGS_MODULE="channels_example.settings")
         daphne_port = free_port()
-        started.append(Process("daphne", daphne_argv(daphne_port), env=production_env(redis_url), port=daphne_port,
-                               log_path=os.path.join(folder, "daphne.log")).start())
+        started.append(web(daphne_port, production_env(redis_url), log_path=os.path.join(folder, "daphne.log")).start())
         for process in started:
             print("started %-12s pid %-7d 127.0.0.1:%d" % (process.name, process.pid, process.port))
         print("channel layer %s (no runworker: this script is the worker)" % redis_url)
