@@ -5,7 +5,7 @@
 Targets, each started fresh for every scenario on free loopback ports and stopped by PID:
 
     runserver  manage.py runserver: the seed's in-memory layer, daphne and 4 worker threads in one process
-    stock      redis-server + daphne 1.4.2 + 1 runworker on asgi_redis's own layer (REDIS_LAYER=stock)
+    stock      redis-server + daphne 1.4.2 + 1 runworker on asgi_redis's own layer (bench/settings.py)
     project    redis-server + daphne 1.4.2 + 2 runworkers on the project's layer (scripts/prod)
     peer       redis-server + Channels 4 / daphne 4 / RedisPubSubChannelLayer (bench/peer, own venv)
 
@@ -67,14 +67,18 @@ class Target:
                                            "-v", "0", "peerchat.asgi:application"], env=env, port=port)
         else:
             env = topology.production_env(
-                self._redis(), SECRET_KEY="bench", LOG_LEVEL="WARNING",
-                REDIS_LAYER="stock" if self.name == "stock" else "project",
-                SQLITE_PATH=os.path.join(self.folder, "db.sqlite3"))
-            subprocess.run(topology.worker_argv()[:2] + ["migrate", "-v", "0"], env=env, check=True)
-            front = self._start("daphne", topology.daphne_argv(port) + ["-v", "0"], env=env, port=port)
+                self._redis(), SECRET_KEY="bench", LOG_LEVEL="WARNING", SQLITE_PATH=os.path.join(self.folder, "db.sqlite3"),
+                **({"DJANGO_SETTINGS_MODULE": "bench.settings", "REDIS_LAYER": "stock"} if self.name == "stock" else {}))
+            subprocess.run([sys.executable, os.path.join(ROOT, "manage.py"), "migrate", "-v", "0"], env=env, check=True)
+            front = self._add(topology.web(port, env, extra_args=["-v", "0"]))
             for number in range(1 if self.name == "stock" else 2):
-                self._start("worker-%d" % number, topology.worker_argv() + ["-v", "0"], env=env)
+                self._add(topology.worker(env, "worker-%d" % number, extra_args=["-v", "0"]))
         return port, front.pid, [process.pid for process in self.processes]
+
+    def _add(self, process):
+        process.log_path = os.path.join(self.folder, process.name + ".log")
+        self.processes.append(process.start())
+        return process
 
     def stop(self):
         for process in reversed(self.processes):

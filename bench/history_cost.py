@@ -2,7 +2,7 @@
 
 1. Each part alone, against a real redis-server and each database (SQLite, and a
    throwaway PostgreSQL with fsync on): a plain Group send of a chat frame (what a
-   message cost before history), ``history.publish`` (number it, keep it in the
+   message cost before history), ``Room.publish`` (number it, keep it in the
    recent list, send it to the Group and to chat.history), ``history.store`` (the
    database write, on a worker but off the delivery path: one message per transaction,
    and 100, as a worker stores them when they wait), a presence join plus leave,
@@ -28,7 +28,6 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "channels_example.settings")
 
 from channels_example import topology  # noqa: E402
-from tests.postgres import Postgres  # noqa: E402
 from chatbench import process_cpu_seconds as cpu_seconds  # noqa: E402
 from ordering_cost import burst  # noqa: E402
 
@@ -39,15 +38,19 @@ def parts_alone(count):
 
     django.setup()
     from channels import DEFAULT_CHANNEL_LAYER, Group, channel_layers
+    from django.conf import settings
     from django.core.management import call_command
 
-    from channels_example import history, layers, presence, protocol
+    from channels_example.chat import history, presence, protocol
+    from channels_example.chat.rooms import Room
+    from channels_example.layers import gate as gates
 
     call_command("migrate", verbosity=0)
     layer = channel_layers[DEFAULT_CHANNEL_LAYER]
+    room = Room("bench")
     members = ["daphne.response.bench!%d" % number for number in range(10)]
     for member in members:
-        Group("chat-bench").add(member)
+        room.group.add(member)
 
     def per_op(run, repeat=count):
         started = time.perf_counter()
@@ -58,13 +61,13 @@ def parts_alone(count):
     def drain():
         layer.flush()
         for member in members:
-            Group("chat-bench").add(member)
+            room.group.add(member)
 
     message = protocol.chat_message("bench", "ann", "x" * 40)
-    results = {"group send (before history)": per_op(lambda n: Group("chat-bench").send(protocol.chat(message, n),
-                                                                                          immediately=True))}
+    results = {"group send (before history)": per_op(
+        lambda n: Group(room.group_name).send(protocol.message_frame(message, n), immediately=True))}
     drain()
-    results["history.publish"] = per_op(lambda n: history.publish("bench", message))
+    results["Room.publish"] = per_op(lambda n: room.publish(message))
     stored = []
     while True:
         channel, content = layer.receive([history.STORE_CHANNEL])
@@ -78,22 +81,21 @@ def parts_alone(count):
         batches) / (len(stored) - half)
     drain()
     results["presence join + leave"] = per_op(
-        lambda n: (presence.join("bench", "daphne.response.bench!p%d" % n, "p%d" % n),
-                   presence.leave("bench", "daphne.response.bench!p%d" % n)))
-    gate = layers.JoinGate()
-    gate.admit("daphne.response.bench!g", {"text": "welcome", layers.PRESENCE_UPTO_KEY: 0})
-    gate.admit("daphne.response.bench!g", {"text": "history", layers.HISTORY_UPTO_KEY: 0})
+        lambda n: (presence.join(room, "daphne.response.bench!p%d" % n, "p%d" % n),
+                   presence.leave(room, "daphne.response.bench!p%d" % n)))
+    gate = gates.JoinGate(settings.CHAT_TRANSPORT["gate_streams"])
+    gate.admit("daphne.response.bench!g", gates.snapshot(layer, {"text": "welcome"}, presence.STREAM, 0))
+    gate.admit("daphne.response.bench!g", gates.snapshot(layer, {"text": "history"}, history.STREAM, 0))
     results["gate, per frame (daphne)"] = per_op(
-        lambda n: gate.admit("daphne.response.bench!g", {"text": "m", layers.SEQ_KEY: n + 1}))
+        lambda n: gate.admit("daphne.response.bench!g", gates.live(layer, {"text": "m"}, history.STREAM, n + 1)))
     print(json.dumps(results))
 
 
 def end_to_end(env, count, runs, folder):
     port = topology.free_port()
-    daphne = topology.Process("daphne", topology.daphne_argv(port) + ["-v", "0"], env=env, port=port,
-                              log_path=os.path.join(folder, "daphne.log")).start()
-    workers = [topology.Process("worker", topology.worker_argv(), env=env,
-                                log_path=os.path.join(folder, "worker-%d.log" % number)).start() for number in range(2)]
+    daphne = topology.web(port, env, log_path=os.path.join(folder, "daphne.log"), extra_args=["-v", "0"]).start()
+    workers = [topology.worker(env, log_path=os.path.join(folder, "worker-%d.log" % number)).start()
+               for number in range(2)]
     try:
         asyncio.run(burst(port, 10))  # warm up both workers
         results = []
@@ -122,7 +124,7 @@ def main():
     redis_port = topology.free_port()
     redis_server = topology.Process("redis", topology.redis_argv(redis_port, folder), port=redis_port,
                                     log_path=os.path.join(folder, "redis.log")).start()
-    postgres = Postgres(durable=True).start()
+    postgres = topology.Postgres(durable=True).start()
     print("redis-server pid %d on 127.0.0.1:%d, postgres pid %d on 127.0.0.1:%d, logs in %s"
           % (redis_server.pid, redis_port, postgres.server.pid, postgres.port, folder), flush=True)
     try:

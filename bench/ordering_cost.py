@@ -1,16 +1,19 @@
-"""What per-socket ordering (channels_example/ordering.py) costs, measured two ways.
+"""What per-socket ordering (channels_example/chat/ordering.py) costs, measured two ways.
 
 1. The sequencer alone against a real redis-server: time per frame completed in
    order, and with frames completed in shuffled order by two threads.
 2. End to end on the production topology (redis-server + daphne + 2 runworkers):
    one client sends a burst as fast as it can, another member of the room receives
-   it; with ORDERED_DELIVERY on and off: the burst's duration, how many adjacent
-   pairs arrived out of order, and the workers' CPU time per message.
+   it; with @in_order and without (bench/settings.py, ORDERED_DELIVERY=0): the
+   burst's duration, how many adjacent pairs arrived out of order, and the workers'
+   CPU time per message. Each burst goes to a room of its own.
 
     .venv/bin/python bench/ordering_cost.py [--burst 500] [--runs 5]
 """
 import argparse
 import asyncio
+import itertools
+import json
 import os
 import random
 import statistics
@@ -31,14 +34,19 @@ from chatbench import process_cpu_seconds as cpu_seconds  # noqa: E402
 
 def sequencer_alone(redis_url, frames):
     import django
+    from channels.asgi import ChannelLayerWrapper
     from django.conf import settings
 
     django.setup()
-    settings.REDIS_HOSTS = [redis_url]
-    from channels_example import ordering
+    from channels import DEFAULT_CHANNEL_LAYER, channel_layers
 
+    from channels_example.chat import ordering
+    from channels_example.layers import RedisChannelLayer
+
+    layer = RedisChannelLayer(**dict(settings.REDIS_TRANSPORT, hosts=[redis_url]))
+    channel_layers.set(DEFAULT_CHANNEL_LAYER, ChannelLayerWrapper(layer, DEFAULT_CHANNEL_LAYER, []))
     ordering.deliver = lambda sends: None
-    sequencer = ordering.RedisSequencer()
+    sequencer = ordering.sequencer()
     started = time.perf_counter()
     for order in range(1, frames + 1):
         sequencer.complete("bench!in-order", order, [])
@@ -58,8 +66,13 @@ def sequencer_alone(redis_url, frames):
     return in_order, shuffled
 
 
+_rooms = itertools.count()
+
+
 async def burst(port, count):
-    url = "ws://127.0.0.1:%d/bench/" % port
+    """One client sends ``count`` messages as fast as it can to a room of its own; another member receives
+    them. The burst's duration, and how many adjacent pairs the member received out of order."""
+    url = "ws://127.0.0.1:%d/bench-%d-%d/" % (port, os.getpid(), next(_rooms))
     origin = "http://127.0.0.1:%d" % port
     async with connect(url, origin=origin, max_queue=None) as sender, connect(url, origin=origin, max_queue=None) as member:
         started = time.perf_counter()
@@ -67,9 +80,9 @@ async def burst(port, count):
             await sender.send(str(number))
         received = []
         while len(received) < count:
-            frame = await member.recv()
-            if '"type": "message"' in frame:
-                received.append(int(frame.split('"message": "')[1].split('"')[0]))
+            frame = json.loads(await member.recv())
+            if frame["type"] == "message":
+                received.append(int(frame["message"]))
         elapsed = time.perf_counter() - started
     return elapsed, sum(1 for a, b in zip(received, received[1:]) if b < a)
 
@@ -80,14 +93,13 @@ def end_to_end(ordered, count, runs, folder):
     redis_server = topology.Process("redis", topology.redis_argv(redis_port, folder), port=redis_port,
                                     log_path=os.path.join(folder, "redis.log")).start()
     env = topology.production_env("redis://127.0.0.1:%d/0" % redis_port, SECRET_KEY="bench",
-                                  ORDERED_DELIVERY="1" if ordered else "0",
+                                  DJANGO_SETTINGS_MODULE="bench.settings", ORDERED_DELIVERY="1" if ordered else "0",
                                   SQLITE_PATH=os.path.join(folder, "db.sqlite3"), LOG_LEVEL="WARNING")
     # Chat messages are numbered and stored (history), so the database needs its tables.
-    subprocess.run(topology.worker_argv()[:2] + ["migrate", "--verbosity", "0"], env=env, check=True)
-    processes = [topology.Process("daphne", topology.daphne_argv(daphne_port) + ["-v", "0"], env=env, port=daphne_port,
-                                  log_path=os.path.join(folder, "daphne.log")).start()]
-    workers = [topology.Process("worker", topology.worker_argv(), env=env, log_path=os.path.join(folder, "w%d.log" % n)).start()
-               for n in range(2)]
+    subprocess.run([sys.executable, os.path.join(topology.ROOT, "manage.py"), "migrate", "--verbosity", "0"],
+                   env=env, check=True)
+    processes = [topology.web(daphne_port, env, log_path=os.path.join(folder, "daphne.log"), extra_args=["-v", "0"]).start()]
+    workers = [topology.worker(env, log_path=os.path.join(folder, "w%d.log" % n)).start() for n in range(2)]
     try:
         asyncio.run(burst(daphne_port, 10))  # warm up both workers
         results = []
@@ -120,7 +132,7 @@ def main():
     print("sequencer alone, %d frames: %.0f us/frame in order, %.0f us/frame shuffled over 2 threads"
           % (options.frames, in_order * 1e6, shuffled * 1e6))
 
-    print("\n| ORDERED_DELIVERY | burst | median time | runs out of order | adjacent inversions (median) | worker CPU per message |")
+    print("\n| @in_order | burst | median time | runs out of order | adjacent inversions (median) | worker CPU per message |")
     print("|---|---|---|---|---|---|")
     for ordered in (False, True):
         results = end_to_end(ordered, options.burst, options.runs, os.path.join(folder, str(int(ordered))))

@@ -5,7 +5,6 @@ The server speaks docs/protocol.md (each message echoed as a "message" frame to 
 of the path's room, the sender included) and runs on a free loopback port in the test's own
 event loop. Each client sends 10 messages (sequence numbers 0-9): 100/s for 0.1 s.
 """
-import asyncio
 import json
 import os
 from http import HTTPStatus
@@ -13,6 +12,7 @@ from http import HTTPStatus
 from websockets.asyncio.server import serve
 
 from bench import chatbench
+from tests.chatclient import run
 
 ROOMS, CLIENTS, MESSAGES = 2, 4, 10
 SENT = ROOMS * CLIENTS * MESSAGES
@@ -84,7 +84,7 @@ def bench_run(server, *options):
             ] + list(options))
             return await chatbench.run(config)
 
-    return asyncio.run(main())
+    return run(main())
 
 
 def only_phase(report):
