@@ -26,6 +26,9 @@ sys.path.insert(0, ROOT)
 from channels_example import topology  # noqa: E402
 
 PEER = os.path.join(ROOT, "bench", "peer")
+# The scenarios' clients send up to 30 messages a second each: far over the per-socket rate
+# limit a person never meets (CHAT_RATE_LIMIT, docs/security.md), so the benchmark turns it off.
+UNLIMITED = {"CHAT_RATE_LIMIT": "off"}
 PEER_VENV = os.path.join(PEER, ".venv")
 
 
@@ -56,7 +59,8 @@ class Target:
     def start(self):
         port = topology.free_port()
         if self.name == "runserver":
-            env = dict(os.environ, REDIS_URL="", SQLITE_PATH=os.path.join(self.folder, "db.sqlite3"), LOG_LEVEL="WARNING")
+            env = dict(os.environ, REDIS_URL="", SQLITE_PATH=os.path.join(self.folder, "db.sqlite3"), LOG_LEVEL="WARNING",
+                       **UNLIMITED)
             subprocess.run([sys.executable, os.path.join(ROOT, "manage.py"), "migrate", "-v", "0"], env=env, check=True)
             front = self._start("runserver", [sys.executable, os.path.join(ROOT, "manage.py"), "runserver",
                                               "127.0.0.1:%d" % port, "--noreload"], env=env, port=port)
@@ -68,6 +72,7 @@ class Target:
         else:
             env = topology.production_env(
                 self._redis(), SECRET_KEY="bench", LOG_LEVEL="WARNING", SQLITE_PATH=os.path.join(self.folder, "db.sqlite3"),
+                **UNLIMITED,
                 **({"DJANGO_SETTINGS_MODULE": "bench.settings", "REDIS_LAYER": "stock"} if self.name == "stock" else {}))
             subprocess.run([sys.executable, os.path.join(ROOT, "manage.py"), "migrate", "-v", "0"], env=env, check=True)
             front = self._add(topology.web(port, env, extra_args=["-v", "0"]))

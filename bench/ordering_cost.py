@@ -92,7 +92,7 @@ def end_to_end(ordered, count, runs, folder):
     os.makedirs(folder, exist_ok=True)
     redis_server = topology.Process("redis", topology.redis_argv(redis_port, folder), port=redis_port,
                                     log_path=os.path.join(folder, "redis.log")).start()
-    env = topology.production_env("redis://127.0.0.1:%d/0" % redis_port, SECRET_KEY="bench",
+    env = topology.production_env("redis://127.0.0.1:%d/0" % redis_port, SECRET_KEY="bench", CHAT_RATE_LIMIT="off",
                                   DJANGO_SETTINGS_MODULE="bench.settings", ORDERED_DELIVERY="1" if ordered else "0",
                                   SQLITE_PATH=os.path.join(folder, "db.sqlite3"), LOG_LEVEL="WARNING")
     # Chat messages are numbered and stored (history), so the database needs its tables.

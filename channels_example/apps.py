@@ -1,12 +1,15 @@
-"""The chat app's configuration: SQLite tuned for workers that store a message each."""
+"""The chat app's configuration: daphne's bounds installed, SQLite tuned for workers that store a message each."""
 from django.apps import AppConfig
 from django.db.backends.signals import connection_created
+
+from channels_example import interface
 
 
 class ChatConfig(AppConfig):
     name = "channels_example"
 
     def ready(self):
+        interface.install()
         connection_created.connect(tune_sqlite)
 
 

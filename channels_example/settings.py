@@ -4,7 +4,8 @@ Read top to bottom like a configuration file. Everything that differs between a
 laptop and production comes from the environment:
 
     SECRET_KEY     every process (daphne and each runworker) must share it
-    DEBUG          "1" (default) or "0"
+    DEBUG          "1" or "0"; default "1" for runserver, migrate and the tests, "0"
+                   for the servers: daphne, runworker and wsgi (see SERVER_PROCESS)
     ALLOWED_HOSTS  comma-separated; default 127.0.0.1,localhost
     REDIS_URL      unset: the seed's in-memory layer (runserver only);
                    set: asgi_redis, e.g. redis://127.0.0.1:6379/0, or several
@@ -12,6 +13,9 @@ laptop and production comes from the environment:
     DATABASE_URL   unset: SQLite at SQLITE_PATH (default db.sqlite3 here);
                    set: sqlite:///path, or PostgreSQL: postgres://user:password@host:5432/name
     LOG_LEVEL      the project's loggers (default INFO)
+    CHAT_RATE_LIMIT          frames per socket, <rate>/s:<burst> or off (default 5/s:20)
+    CHAT_SOCKETS_PER_CLIENT  open sockets per client address, or off (default 100)
+    CHANNEL_LAYER_KEYS       comma-separated keys: asgi_redis encrypts channel messages in Redis
 """
 import os
 
@@ -20,12 +24,17 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-DEBUG = os.environ.get("DEBUG", "1") == "1"
+# daphne (asgi.py), runworker (manage.py) and wsgi.py mark their process as a server
+# before the settings load. A server never falls back to development defaults: DEBUG is
+# off and SECRET_KEY must be given, unless the environment says otherwise. Everywhere
+# else (runserver, migrate, the tests) the chat runs with no environment at all.
+SERVER_PROCESS = os.environ.get("CHANNELS_EXAMPLE_SERVER") == "1"
+DEBUG = os.environ.get("DEBUG", "0" if SERVER_PROCESS else "1") == "1"
 SECRET_KEY = os.environ.get("SECRET_KEY", "development-only-key-never-use-in-production" if DEBUG else "")
 if not SECRET_KEY:
     raise ImproperlyConfigured(
-        "SECRET_KEY must be set when DEBUG=0, and be the same in every daphne and runworker "
-        "process: channel sessions signed by one process are unreadable to the others."
+        "SECRET_KEY must be set when DEBUG is off, as it is for daphne and runworker, and be the same in "
+        "every daphne and runworker process: channel sessions signed by one process are unreadable to the others."
     )
 ALLOWED_HOSTS = [host for host in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if host]
 
@@ -42,6 +51,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "channels_example.middleware.security_headers",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -49,6 +59,11 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# X-Content-Type-Options: nosniff and X-Frame-Options: DENY; the Content-Security-Policy
+# and Referrer-Policy come from channels_example.middleware (Django 2.2 has no setting for them).
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
 
 ROOT_URLCONF = "channels_example.urls"
 WSGI_APPLICATION = "channels_example.wsgi.application"
@@ -133,7 +148,47 @@ ORDERING_LEASE_SECONDS = 2
 DAPHNE_HEARTBEAT_TTL = 5
 SWEEP_INTERVAL = 1
 
+# Bounds against hostile clients, enforced in daphne before anything reaches Redis
+# (channels_example/interface/bounds.py; docs/security.md).
+# A frame larger than this (bytes) is refused with 1009 from its header: 4 times the UTF-8
+# size of the longest frame a worker takes (MAX_FRAME_LENGTH characters of up to 4 bytes).
+WEBSOCKET_MAX_PAYLOAD = 16 * MAX_FRAME_LENGTH
+# An HTTP body larger than this (bytes) gets 413 before it is read: the chat takes no
+# uploads, and its largest form (sign-up) is well under 1 KB. Django checks it again.
+HTTP_MAX_BODY = DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024
+# Output waiting in daphne for a socket that does not read (bytes beyond Twisted's 64 KiB
+# buffer): past it the socket is closed with 1008. A busy room sends a few KB a second.
+SOCKET_MAX_UNSENT = 1024 * 1024
+
+
+def _rate_limit(text):
+    """``(rate, burst)`` from "5/s:20", or None for "off"."""
+    if text.strip().lower() == "off":
+        return None
+    rate, _, burst = text.strip().partition("/s:")
+    try:
+        rate, burst = float(rate), int(burst)
+    except ValueError:
+        rate = burst = 0
+    if rate <= 0 or burst < 1:
+        raise ImproperlyConfigured("CHAT_RATE_LIMIT must be <frames>/s:<burst>, such as 5/s:20, or off; not %r" % text)
+    return rate, burst
+
+
+# Each socket's frames: 5 a second sustained and 20 at once never bother a person typing or
+# pasting. "off" for load tests and the benchmark, whose clients send up to 30 a second.
+CHAT_RATE_LIMIT = _rate_limit(os.environ.get("CHAT_RATE_LIMIT", "5/s:20"))
+# Open sockets per client address, the 100 tabs a person might open; loopback clients (a
+# proxy on this host) are not counted. "off" behind a proxy elsewhere that sends no
+# X-Forwarded-For to daphne's --proxy-headers: every client would share its address.
+_sockets_per_client = os.environ.get("CHAT_SOCKETS_PER_CLIENT", "100")
+SOCKETS_PER_CLIENT = None if _sockets_per_client.strip().lower() == "off" else int(_sockets_per_client)
+
 REDIS_HOSTS = [url.strip() for url in os.environ.get("REDIS_URL", "").split(",") if url.strip()]
+# Redis on a network you do not trust: asgi_redis encrypts every channel message (Fernet)
+# with the first of these keys and reads with any of them. Sessions are signed, not
+# encrypted, and history and members are plain: put TLS (rediss://) in front as well.
+CHANNEL_LAYER_KEYS = [key for key in os.environ.get("CHANNEL_LAYER_KEYS", "").split(",") if key]
 
 # What the project's layers need from the chat (channels_example/layers/__init__.py).
 CHAT_TRANSPORT = {
@@ -172,6 +227,7 @@ REDIS_TRANSPORT = dict(
     worker_priority=["websocket.connect", "http.request", "websocket.receive", "websocket.disconnect",
                      "chat.sweep", "chat.history"],
     heartbeat_ttl=DAPHNE_HEARTBEAT_TTL,
+    symmetric_encryption_keys=CHANNEL_LAYER_KEYS or None,
 )
 if REDIS_HOSTS:
     CHANNEL_LAYERS = {

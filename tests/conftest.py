@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from tests.servers import Process, free_port, manage
+from tests.servers import LOAD, Process, free_port, manage
 
 
 @pytest.fixture(autouse=True)
@@ -21,22 +21,33 @@ def fresh_room_state():
 @pytest.fixture
 def sqlite_env(tmp_path):
     """Environment for a server process with its own migrated SQLite database."""
-    env = dict(os.environ, SQLITE_PATH=str(tmp_path / "db.sqlite3"), REDIS_URL="")
+    env = dict(os.environ, SQLITE_PATH=str(tmp_path / "db.sqlite3"), REDIS_URL="", **LOAD)
     subprocess.run(manage("migrate", "--verbosity", "0"), env=env, check=True)
     return env
 
 
 @pytest.fixture
-def runserver(tmp_path, sqlite_env):
-    """`manage.py runserver` with the seed's in-memory layer, as scripts/run starts it."""
-    port = free_port()
-    server = Process(
-        "runserver", manage("runserver", "127.0.0.1:%d" % port, "--noreload"),
-        env=sqlite_env, port=port, log_path=tmp_path / "runserver.log",
-    )
-    server.start()
-    yield server
-    server.stop()
+def start_runserver(tmp_path, sqlite_env):
+    """A factory: ``start_runserver(**env)`` starts `manage.py runserver` with the seed's in-memory
+    layer, as scripts/run starts it; an env value of None removes that variable."""
+    servers = []
+
+    def start(**env):
+        port = free_port()
+        merged = {key: value for key, value in dict(sqlite_env, **env).items() if value is not None}
+        server = Process("runserver", manage("runserver", "127.0.0.1:%d" % port, "--noreload"),
+                         env=merged, port=port, log_path=tmp_path / ("runserver-%d.log" % len(servers)))
+        servers.append(server.start())
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def runserver(start_runserver):
+    return start_runserver()
 
 
 CHROMIUM = "/usr/bin/chromium"

@@ -12,7 +12,7 @@ import psycopg2
 
 from channels_example import topology
 from channels_example.layers import RedisChannelLayer
-from tests.servers import Process, free_port, manage
+from tests.servers import LOAD, Process, free_port, manage
 
 SECRET_KEY = "end-to-end-tests-only"
 
@@ -23,20 +23,25 @@ class Stack:
         self.redis, self.daphnes, self.workers = [], [], []
         self.env = None
 
-    def start(self, workers=2, daphnes=1, shards=1, database_url=None, **env):
-        """Start it all; ``database_url`` selects PostgreSQL (DATABASE_URL), else SQLite in the test's folder."""
+    def start(self, workers=2, daphnes=1, shards=1, database_url=None, daphne_args=(), **env):
+        """Start it all; ``database_url`` selects PostgreSQL (DATABASE_URL), else SQLite in the test's folder.
+
+        ``env`` is added to every process's environment (a value of None removes a variable);
+        without it the load-shaped tests run without the rate limit (tests.servers.LOAD).
+        """
         for number in range(shards):
             port = free_port()
             data = self.folder / ("redis-%d" % number)
             data.mkdir()
             self.redis.append(self._start(Process("redis-%d" % number, topology.redis_argv(port, data), port=port)))
-        self.env = topology.production_env(
-            self.redis_url, SECRET_KEY=SECRET_KEY, SQLITE_PATH=str(self.folder / "db.sqlite3"),
-            DATABASE_URL=database_url or "", **env,
-        )
+        env = dict(LOAD, SECRET_KEY=SECRET_KEY, SQLITE_PATH=str(self.folder / "db.sqlite3"),
+                   DATABASE_URL=database_url or "", **env)
+        self.env = {key: value for key, value in topology.production_env(self.redis_url, **env).items()
+                    if value is not None}
         subprocess.run(manage("migrate", "--verbosity", "0"), env=self.env, check=True)
         for number in range(daphnes):
-            self.daphnes.append(self._start(topology.web(free_port(), self.env), "daphne-%d" % number))
+            self.daphnes.append(self._start(topology.web(free_port(), self.env, extra_args=daphne_args),
+                                            "daphne-%d" % number))
         for _ in range(workers):
             self.add_worker()
         return self

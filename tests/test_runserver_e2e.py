@@ -2,6 +2,7 @@
 import json
 
 import pytest
+from django.conf import settings
 from websockets.exceptions import ConnectionClosed
 
 from channels_example.chat import protocol
@@ -67,11 +68,11 @@ def test_binary_frame_gets_an_error_frame_and_the_socket_keeps_working(runserver
     assert message["message"] == "still here"
 
 
-def test_invalid_utf8_text_frame_drops_only_that_socket(runserver):
+def test_invalid_utf8_text_frame_closes_only_that_socket_with_1007(runserver):
     async def main():
         async with join(runserver.port, "utf8") as bystander, join(runserver.port, "utf8") as ws:
             # A text frame whose payload is not UTF-8. Autobahn fails the connection
-            # (RFC 6455 7.1.7) by dropping it without a close frame: 1006 at the client.
+            # (RFC 6455 7.1.7); with failByDrop off (channels_example.interface) it says why.
             await ws.send(b"\xff\xfe", text=True)
             with pytest.raises(ConnectionClosed) as closed:
                 await frames_until(ws, lambda frames: False)
@@ -79,7 +80,7 @@ def test_invalid_utf8_text_frame_drops_only_that_socket(runserver):
             return closed.value, (await messages(bystander, 1))[0]["message"]
 
     closed, message = run(main())
-    assert closed.rcvd is None
+    assert closed.rcvd.code == 1007 and "UTF-8" in closed.rcvd.reason
     assert message == "fine"
 
 
@@ -103,14 +104,31 @@ def test_burst_of_500_from_one_client_arrives_in_order_across_runserver_threads(
         assert received == [str(number) for number in range(500)]
 
 
-def test_a_megabyte_frame_gets_an_error_frame_and_the_socket_keeps_working(runserver):
+def test_a_frame_over_the_frame_limit_gets_an_error_frame_and_the_socket_keeps_working(runserver):
     async def main():
         async with join(runserver.port, "huge") as ws:
-            await ws.send("x" * 1024 * 1024)
+            await ws.send("x" * settings.MAX_FRAME_LENGTH * 4)
             errors = await frames_until(ws, lambda got: any(frame["type"] == "error" for frame in got))
             await ws.send("still here")
             return errors[-1], (await messages(ws, 1))[0]
 
     error, message = run(main())
     assert error["code"] == "message_too_long"
+    assert message["message"] == "still here"
+
+
+def test_a_megabyte_frame_is_closed_with_1009_before_daphne_holds_it(runserver):
+    async def main():
+        async with join(runserver.port, "huge") as ws, join(runserver.port, "huge") as bystander:
+            await joined(ws)
+            try:
+                await ws.send("x" * 1024 * 1024)
+            except ConnectionClosed:
+                pass
+            await ws.wait_closed()
+            await bystander.send("still here")
+            return ws.close_code, (await messages(bystander, 1))[0]
+
+    code, message = run(main())
+    assert code == 1009 and settings.WEBSOCKET_MAX_PAYLOAD < 1024 * 1024
     assert message["message"] == "still here"
