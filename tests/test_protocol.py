@@ -1,7 +1,10 @@
 """The wire protocol: parsing what clients send, and the frames the server sends."""
 import json
+import unicodedata
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from django.conf import settings
 
@@ -88,3 +91,43 @@ def test_missing_handle_is_generated_and_stable_per_socket():
 def test_invalid_handle_in_query_string_is_refused():
     with pytest.raises(protocol.ProtocolError):
         protocol.handle_from_query_string(b"handle=" + b"x" * 40, "r!1")
+
+
+@given(st.text(min_size=1, max_size=20).filter(lambda handle: any(protocol.visible(c) for c in handle)))
+def test_a_handle_in_any_normal_form_is_the_same_handle(handle):
+    try:
+        expected = protocol.validate_handle(unicodedata.normalize("NFC", handle))
+    except protocol.ProtocolError:
+        return
+    assert protocol.validate_handle(unicodedata.normalize("NFD", handle)) == expected
+
+
+@pytest.mark.parametrize("handle, why", [
+    ("\u3164", "visible"), ("\u115f\u1160", "visible"), ("   ", "1 to"), ("a\u202eb", "U+202E"),
+    ("a\u2066b", "U+2066"), ("ann\u200d", "U+200D"), ("a\u2029b", "U+2029"), ("a\x07", "U+0007"),
+])
+def test_handles_that_show_nothing_or_hide_something_are_refused(handle, why):
+    with pytest.raises(protocol.ProtocolError) as refused:
+        protocol.validate_handle(handle)
+    assert refused.value.code == "bad_handle" and why in refused.value.detail
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\ud800", "x\udfff", "bell\x07", "\x1b[31m", "a\x85b"])
+def test_text_no_database_or_encoder_takes_is_refused(text):
+    with pytest.raises(protocol.ProtocolError) as refused:
+        protocol.parse_chat({"text": json.dumps({"message": text})})
+    assert refused.value.code == "invalid_text"
+
+
+def test_tabs_newlines_and_any_printable_text_pass():
+    text = "line one\n\tline two\r\n😀 ∑ 漢字 \u200e"
+    assert protocol.parse_chat({"text": json.dumps({"message": text})}) == (text, None)
+
+
+def test_json_nested_too_deep_to_parse_is_taken_as_text():
+    assert protocol.parse_chat({"text": "[" * 1900}) == ("[" * 1900, None)
+
+
+def test_an_error_frame_may_carry_more_fields():
+    assert json.loads(protocol.error("rate_limited", "slow down", retry_after=0.2)["text"]) == {
+        "type": "error", "code": "rate_limited", "detail": "slow down", "retry_after": 0.2}

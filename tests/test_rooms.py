@@ -1,11 +1,11 @@
 """Rooms from paths, and the room -> Group name mapping."""
 import re
+import unicodedata
 
 import pytest
+from django.conf import settings as django_settings
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from django.conf import settings as django_settings
 
 from channels_example.chat import rooms
 
@@ -87,3 +87,20 @@ def test_distinct_rooms_never_share_a_group(distinct_rooms):
 def test_readable_and_encoded_forms_never_meet(room):
     # "lobby" and "lobby!" both slug to "lobby"; only the readable one has no dot.
     assert rooms.group_name(room) != rooms.group_name(room + "!")
+
+
+@given(room_names)
+def test_a_room_typed_in_either_form_is_one_room_with_one_group(room):
+    composed, decomposed = (rooms.room_from_path("/%s/" % unicodedata.normalize(form, room)) for form in ("NFC", "NFD"))
+    assert composed == decomposed == room
+    assert rooms.group_name(composed) == rooms.group_name(decomposed)
+
+
+@pytest.mark.parametrize("name, why", [
+    ("\u3164", "visible"), ("\u2800\u2800", "visible"), ("a\u202eb", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+    ("a\u2028b", "U+2028"), ("a\u200bb", "U+200B"),
+])
+def test_rooms_with_nothing_visible_or_with_bidi_and_invisible_characters_are_refused(name, why):
+    with pytest.raises(rooms.InvalidRoom) as refused:
+        rooms.room_from_path("/%s/" % name)
+    assert why in refused.value.detail

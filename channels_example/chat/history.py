@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 
 from channels import Channel
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Max
 
 from channels_example.backends.shards import PerDeployment
@@ -78,17 +78,33 @@ def history_frame(room):
 def store(*stored):
     """Save delivered messages (what ``queue_for_storing`` sent) in one transaction; prune now and then.
 
-    Saving a message twice is harmless: (room, seq) is unique and a repeat is skipped.
+    Saving a message twice is harmless: (room, seq) is unique and a repeat is skipped. If
+    the database refuses the batch, each message is saved on its own, so that one it
+    refuses (logged with its room and seq) never loses the others.
     """
-    with transaction.atomic():
-        Message.objects.bulk_create([
-            Message(room=item["room"], seq=item["seq"], handle=item["handle"], message=item["message"],
-                    created=datetime.fromtimestamp(item["ts"] / 1000, timezone.utc))
-            for item in stored
-        ], ignore_conflicts=True)
+    # psycopg2 refuses a NUL with ValueError, before the database sees it.
+    try:
+        with transaction.atomic():
+            _save(stored)
+    except (DatabaseError, ValueError):
         for item in stored:
-            if item["seq"] % settings.HISTORY_PRUNE_EVERY == 0:
-                Message.objects.filter(room=item["room"], seq__lte=item["seq"] - settings.HISTORY_RETENTION).delete()
+            try:
+                with transaction.atomic():
+                    _save([item])
+            except (DatabaseError, ValueError) as refused:
+                log.error("message %s of room %r not stored: the database refused it: %s",
+                          item["seq"], item["room"], refused)
+
+
+def _save(stored):
+    Message.objects.bulk_create([
+        Message(room=item["room"], seq=item["seq"], handle=item["handle"], message=item["message"],
+                created=datetime.fromtimestamp(item["ts"] / 1000, timezone.utc))
+        for item in stored
+    ], ignore_conflicts=True)
+    for item in stored:
+        if item["seq"] % settings.HISTORY_PRUNE_EVERY == 0:
+            Message.objects.filter(room=item["room"], seq__lte=item["seq"] - settings.HISTORY_RETENTION).delete()
 
 
 def waiting_to_be_stored(channel_layer, limit=STORE_BATCH):

@@ -79,7 +79,7 @@ def parse_chat(content):
     message, handle = text, None
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to be a chat frame: text
         data = None
     if isinstance(data, dict):
         message = data.get("message")
@@ -95,19 +95,56 @@ def parse_chat(content):
             "message_too_long",
             "a message has at most %d characters, this one has %d" % (settings.MAX_MESSAGE_LENGTH, len(message)),
         )
+    refused = next((char for char in message if _unstorable(char)), None)
+    if refused is not None:
+        raise ProtocolError("invalid_text", "a message cannot contain %s" % describe_char(refused))
     return message, handle
 
 
 def validate_handle(handle):
-    """Return the handle without surrounding whitespace, or raise ProtocolError("bad_handle")."""
+    """The handle, NFC-normalised and without surrounding whitespace; or ProtocolError("bad_handle").
+
+    A handle has a visible character and no control or format character (bidi controls
+    and zero-width characters among them), so no two handles that look the same differ.
+    """
     if not isinstance(handle, str):
         raise ProtocolError("bad_handle", "a handle must be a string")
-    handle = handle.strip()
+    handle = unicodedata.normalize("NFC", handle).strip()
     if not 1 <= len(handle) <= settings.MAX_HANDLE_LENGTH:
         raise ProtocolError("bad_handle", "a handle has 1 to %d characters" % settings.MAX_HANDLE_LENGTH)
-    if any(unicodedata.category(char)[0] == "C" for char in handle):
-        raise ProtocolError("bad_handle", "a handle cannot contain control characters")
+    refused = next((char for char in handle if not_in_a_name(char)), None)
+    if refused is not None:
+        raise ProtocolError("bad_handle", "a handle cannot contain %s" % describe_char(refused))
+    if not any(visible(char) for char in handle):
+        raise ProtocolError("bad_handle", "a handle needs at least one visible character")
     return handle
+
+
+# Letters that show nothing: the Hangul fillers and the blank Braille pattern.
+_INVISIBLE = {"\u115f", "\u1160", "\u3164", "\uffa0", "\u2800"}
+
+
+def visible(char):
+    """True for a character that shows as something: a letter, digit, punctuation mark or symbol."""
+    return unicodedata.category(char)[0] in "LNPS" and char not in _INVISIBLE
+
+
+def not_in_a_name(char):
+    """True for what a room or handle may not contain: control, format (bidi, zero-width),
+    private-use, surrogate and unassigned code points, and line and paragraph separators."""
+    return unicodedata.category(char)[0] == "C" or unicodedata.category(char) in ("Zl", "Zp")
+
+
+def _unstorable(char):
+    """True for what a message may not contain: NUL and the other C0 and C1 controls but tab and
+    newlines (PostgreSQL refuses NUL), and lone surrogates (they have no UTF-8)."""
+    category = unicodedata.category(char)
+    return (category == "Cc" and char not in "\t\n\r") or category == "Cs"
+
+
+def describe_char(char):
+    """``U+202E (RIGHT-TO-LEFT OVERRIDE)``: a character named so that any reader can see it."""
+    return "U+%04X%s" % (ord(char), " (%s)" % unicodedata.name(char) if unicodedata.name(char, "") else "")
 
 
 def handle_from_query_string(query_string, reply_channel):
@@ -147,9 +184,9 @@ def presence(room, event, handle, members):
     return _frame(type="presence", room=room, event=event, handle=handle, members=members)
 
 
-def error(code, detail):
-    """The frame the sender of a bad frame receives."""
-    return _frame(type="error", code=code, detail=detail)
+def error(code, detail, **extra):
+    """The frame the sender of a bad frame receives (``extra``: e.g. ``retry_after`` for rate_limited)."""
+    return _frame(type="error", code=code, detail=detail, **extra)
 
 
 def encode(fields):

@@ -9,8 +9,9 @@ decided here and nowhere else.
 
 A room is the WebSocket path without its slashes: ``/lobby/`` is the room
 ``lobby``, ``/聊天室/`` the room ``聊天室``, and ``/`` the DEFAULT_ROOM. A room name
-is one path segment of 1 to settings.MAX_ROOM_LENGTH characters with no control or format
-characters and no leading or trailing whitespace; anything else is refused.
+is NFC-normalised, and is one path segment of 1 to settings.MAX_ROOM_LENGTH characters
+with a visible character, no control or format character and no leading or trailing
+whitespace; anything else is refused.
 
 Group names must be ASCII ``[A-Za-z0-9._-]`` and shorter than 100 characters, so
 ``group_name`` maps rooms onto them. It is injective: readable rooms map to
@@ -49,19 +50,22 @@ class InvalidRoom(ProtocolError):
 
 
 def room_from_path(path):
-    """Return the room named by a WebSocket path, or raise InvalidRoom."""
-    name = path.strip("/")
+    """Return the room named by a WebSocket path, NFC-normalised (``/café/`` is one room however
+    it was typed), or raise InvalidRoom."""
+    name = unicodedata.normalize("NFC", path.strip("/"))
     if not name:
         return DEFAULT_ROOM
     if "/" in name:
         raise InvalidRoom("a room name is one path segment, not %r" % name)
     if len(name) > settings.MAX_ROOM_LENGTH:
         raise InvalidRoom("a room name has at most %d characters, not %d" % (settings.MAX_ROOM_LENGTH, len(name)))
-    for char in name:
-        if unicodedata.category(char)[0] == "C" or unicodedata.category(char) in ("Zl", "Zp"):
-            raise InvalidRoom("a room name cannot contain the control character U+%04X" % ord(char))
+    refused = next((char for char in name if protocol.not_in_a_name(char)), None)
+    if refused is not None:
+        raise InvalidRoom("a room name cannot contain %s" % protocol.describe_char(refused))
     if name != name.strip():
         raise InvalidRoom("a room name cannot start or end with whitespace")
+    if not any(protocol.visible(char) for char in name):
+        raise InvalidRoom("a room name needs at least one visible character")
     return name
 
 
