@@ -18,19 +18,22 @@ python311() {
   say "Python 3.11 is required (python3.11 or python3 on PATH)"; exit 1
 }
 
-# ensure_venv REQUIREMENTS_FILE: install it into .venv unless the same files are installed already.
+# ensure_venv REQUIREMENTS_FILE: install it into .venv unless it is installed already, with
+# the same pins. The test requirements include the runtime ones, so a venv set up for the
+# tests serves scripts/run and scripts/prod too, and switching does not reinstall.
 ensure_venv() {
-  local requirements="$1" stamp
-  stamp="$(cat "$requirements" requirements.txt constraints.txt | sha256sum | cut -c1-16) $requirements"
+  local requirements="$1" pins installed
+  pins="$(cat requirements.txt constraints.txt tests/requirements.txt | sha256sum | cut -c1-16)"
   if [ ! -x "$VENV/bin/python" ]; then
     say "creating $VENV"
     "$(python311)" -m venv "$VENV"
   fi
-  if [ "$(cat "$VENV/.installed" 2>/dev/null)" != "$stamp" ]; then
+  installed="$(cat "$VENV/.installed" 2>/dev/null || true)"
+  if [ "$installed" != "$pins tests/requirements.txt" ] && [ "$installed" != "$pins $requirements" ]; then
     say "installing $requirements into $VENV"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements" -c constraints.txt
     "$VENV/bin/python" -m pip check
-    echo "$stamp" > "$VENV/.installed"
+    echo "$pins $requirements" > "$VENV/.installed"
   fi
   export PATH="$VENV/bin:$PATH"
 }

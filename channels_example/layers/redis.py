@@ -88,12 +88,15 @@ class FastRedisLayer(ExplicitDelivery):
             self.check_backlog(message["reply_channel"], message["order"])
             self._outbox.put((channel, self.frame_for_workers(message)))
             return
-        # While Redis is down daphne treats the frame as refused: a new socket gets 503,
-        # an open one is closed with 1013 ("try again later") and can reconnect.
+        # While Redis is down, or full (maxmemory, noeviction), daphne treats the frame as
+        # refused: a new socket gets 503, an open one is closed with 1013 ("try again later").
         try:
             super().send(channel, message)
-        except redis.exceptions.ConnectionError as error:
-            log.error("cannot reach Redis to send on %s: %s", channel, error)
+        except (redis.exceptions.ConnectionError, redis.exceptions.ResponseError) as error:
+            if isinstance(error, redis.exceptions.ResponseError) and not str(error).startswith("OOM"):
+                raise
+            log.error("cannot send on %s: Redis is %s: %s", channel,
+                      "down" if isinstance(error, redis.exceptions.ConnectionError) else "full", error)
             if channel == "websocket.receive":
                 self.pending_disconnects.append(
                     {"reply_channel": message["reply_channel"], "path": "", "code": 1013, "order": message["order"]})
