@@ -18,10 +18,11 @@ var FOLLOW_SLACK_PX = 48;
 
 // retries: consecutive attempts since the connection last held; lost: the room was
 // joined, then the connection dropped (the status says "reconnecting"); lastSeq: the
-// room's number of the last message shown; members: handle -> how many sockets use it.
+// room's number of the last message shown; members: a Map, handle -> how many sockets use it
+// (a Map, not an object: a handle such as "constructor" or "__proto__" is a key like any other).
 var chat = {
   room: null, handle: "", socket: null, retries: 0, lost: false, timer: null, lastError: null,
-  welcomed: false, lastSeq: 0, members: {}
+  welcomed: false, lastSeq: 0, members: new Map()
 };
 
 function byId(id) {
@@ -83,9 +84,9 @@ function showWelcome(frame) {
   chat.handle = String(frame.handle);
   byId("handle").value = chat.handle;
   rememberRoom();
-  chat.members = {};
+  chat.members = new Map();
   (Array.isArray(frame.members) ? frame.members : []).forEach(function (handle) {
-    chat.members[handle] = (chat.members[handle] || 0) + 1;
+    countMember(String(handle), 1);
   });
   showMembers(Array.isArray(frame.members) ? frame.members.length : 0);
   if (!chat.welcomed) note("you are " + chat.handle + " in " + chat.room);
@@ -104,11 +105,10 @@ function showHistory(frame) {
 function showPresence(frame) {
   var handle = String(frame.handle);
   if (frame.event === "join") {
-    chat.members[handle] = (chat.members[handle] || 0) + 1;
+    countMember(handle, 1);
     note(handle + " joined", "presence");
   } else if (frame.event === "leave") {
-    chat.members[handle] = (chat.members[handle] || 0) - 1;
-    if (chat.members[handle] <= 0) delete chat.members[handle];
+    countMember(handle, -1);
     note(handle + " left", "presence");
   } else {
     return;
@@ -116,12 +116,18 @@ function showPresence(frame) {
   showMembers(frame.members);
 }
 
+function countMember(handle, change) {
+  var times = (chat.members.get(handle) || 0) + change;
+  if (times > 0) chat.members.set(handle, times);
+  else chat.members.delete(handle);
+}
+
 /* The presence bar: how many are here and their handles (one handle used twice shows ×2). */
 function showMembers(count) {
   var list = byId("members");
   list.replaceChildren();
-  Object.keys(chat.members).sort().forEach(function (handle) {
-    var times = chat.members[handle];
+  Array.from(chat.members.keys()).sort().forEach(function (handle) {
+    var times = chat.members.get(handle);
     var item = element("li", handle === chat.handle ? "member own" : "member", handle);
     if (times > 1) item.appendChild(element("span", "times", " ×" + times));
     list.appendChild(item);
@@ -240,7 +246,7 @@ function join(room, handle) {
   chat.lost = false;
   chat.welcomed = false;
   chat.lastSeq = 0;
-  chat.members = {};
+  chat.members = new Map();
   byId("room").value = chat.room;
   byId("handle").value = chat.handle;
   byId("room-name").textContent = chat.room;

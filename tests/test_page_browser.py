@@ -367,3 +367,25 @@ def test_two_people_chatting_make_the_screenshot(runserver, new_page, tmp_path):
     ann.screenshot(path=path)
     with open(path, "rb") as png:
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_handles_that_are_names_of_object_properties_come_and_go_like_any_other(runserver, new_page):
+    watcher = open_room(new_page(), runserver.port, "props", "watcher")
+    names = ["constructor", "__proto__", "toString", "hasOwnProperty"]
+    pages = [open_room(new_page(), runserver.port, "props", name) for name in names]
+    expect(watcher.locator("#members li")).to_have_text(sorted(["watcher"] + names))
+    expect(watcher.locator("#member-count")).to_have_text(str(len(names) + 1))
+    for page in pages:
+        page.close()
+    # Every one of them leaves: none stays behind as a ghost.
+    expect(watcher.locator("#members li")).to_have_text(["watcher"])
+    expect(watcher.locator("#member-count")).to_have_text("1")
+
+
+def test_a_handle_or_message_with_bidi_controls_cannot_reorder_the_page(runserver, new_page):
+    ann = open_room(new_page(), runserver.port, "bidi", "ann")
+    bob = open_room(new_page(), runserver.port, "bidi", "bob")
+    say(bob, "\u202eevil")
+    expect(texts(ann)).to_have_text(["\u202eevil"])
+    for selector in (".message .text", ".message .handle", "#members li"):
+        assert ann.locator(selector).first.evaluate("node => getComputedStyle(node).unicodeBidi") == "isolate"
