@@ -1,4 +1,5 @@
-"""The chat app's configuration: daphne's bounds installed, SQLite tuned for workers that store a message each."""
+"""The chat app's configuration: daphne's bounds installed, sockets closed on logout, SQLite tuned
+for workers that store a message each."""
 from django.apps import AppConfig
 from django.db.backends.signals import connection_created
 
@@ -9,7 +10,10 @@ class ChatConfig(AppConfig):
     name = "channels_example"
 
     def ready(self):
+        from channels_example import accounts  # it uses the auth models, which load with the apps
+
         interface.install()
+        accounts.connect_signals()
         connection_created.connect(tune_sqlite)
 
 

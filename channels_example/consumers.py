@@ -1,18 +1,23 @@
 """The seed's three consumers (section 五 of the study note), now correct, and two for the workers' own jobs.
 
 Each WebSocket path is a chat room: a socket joins its ``Room`` on connect and learns
-its handle, who is there and the room's recent history; every chat message it sends
+who it is, who is there and the room's recent history; every chat message it sends
 goes to the room, numbered and kept; it leaves on disconnect. A ``Room`` is used as the
-1.x docs use a Group (``Room(room).send(...)`` for ``Group("chat-%s" % room).send(...)``),
-and ``@channel_session`` remembers each socket's room and handle between its messages.
+1.x docs use a Group (``Room(room).send(...)`` for ``Group("chat-%s" % room).send(...)``).
+
+Who speaks is the socket's Django user, channels 1.x's own way: the session cookie
+rides the handshake, ``@channel_session_user_from_http`` copies the user into the
+channel session on connect, and ``@channel_session_user`` gives every later frame its
+``message.user`` (channels_example.chat.identity; guests pick a name or are given one).
+``@allowed_hosts_only`` above them refuses (403) a browser page from a host not in
+ALLOWED_HOSTS, and a client that sends no Origin header.
 
 The note's bug, a message handled before ``ws_connect`` had stored the room, cannot
 happen in channels 1.x: daphne passes on no frame until the socket is accepted, and
 the accept is sent only after ``ws_connect`` has returned and its session was saved.
 What can still happen is that a socket's later frame overtakes an earlier one on
 another worker; ``@in_order`` delivers each socket's messages in the order sent
-(channels_example/chat/ordering.py). ``@allowed_hosts_only`` refuses (403) a browser
-page from a host not in ALLOWED_HOSTS, and a client that sends no Origin header.
+(channels_example/chat/ordering.py).
 
 ``store_message`` saves each chat message to the database, off the path that delivers
 messages; ``sweep``, on the timed channel every daphne sends, removes the sockets of
@@ -20,11 +25,12 @@ dead daphnes and delivers disconnects held behind a lost frame.
 """
 import logging
 
+from channels import Group
+from channels.auth import channel_session_user, channel_session_user_from_http
 from channels.security.websockets import allowed_hosts_only
-from channels.sessions import channel_session
 from django.conf import settings
 
-from channels_example.chat import history, ordering, protocol, rooms
+from channels_example.chat import history, identity, moderation, ordering, protocol, rooms
 from channels_example.chat.ordering import in_order
 from channels_example.chat.rooms import Room
 
@@ -37,55 +43,69 @@ def _client(message):
 
 
 @allowed_hosts_only
-@channel_session
+@channel_session_user_from_http
 def ws_connect(message):
-    """Join the room named by the path and accept; refuse a path that names no room.
+    """Join the room named by the path as the socket's user (or a guest) and accept; refuse
+    with the reason a path that names no room, or a name the socket may not have.
 
-    The client then receives its welcome (its handle, who is there) and the room's
+    The client then receives its welcome (who it is, who is there) and the room's
     history, and the room hears that it joined.
     """
     path = message.content["path"]
     try:
         room = Room.from_path(path)
-        handle = protocol.handle_from_query_string(message.content.get("query_string"), message.reply_channel.name)
+        speaker = identity.speaker_at_connect(message)
+        welcome, history_frame, joined = room.join(message.reply_channel, speaker)
     except protocol.ProtocolError as refused:
         log.warning("refused %s: path %r: %s", _client(message), path, refused)
         message.reply_channel.send(refused.refusal())
         return
     message.channel_session["room"] = room.name
-    message.channel_session["handle"] = handle
-    welcome, history_frame, joined = room.join(message.reply_channel, handle)
+    identity.remember(message.channel_session, speaker)
+    if message.user.is_authenticated:
+        Group(identity.user_group(message.user.pk)).add(message.reply_channel)
     message.reply_channel.send({"accept": True})
     message.reply_channel.send(welcome)
     message.reply_channel.send(history_frame)
     room.group.send(joined)
+    log.info("%s joined %r as %s (%s)", _client(message), room.name, speaker.handle,
+             "signed in" if speaker.signed_in else "guest")
 
 
 @in_order
-@channel_session
+@channel_session_user
 def ws_message(message):
-    """Send a chat message to everyone in the sender's room; tell the sender if it is invalid."""
+    """Send a chat message to everyone in the sender's room, or do a moderator's action;
+    tell the sender if the frame is invalid or not allowed."""
     room = message.channel_session.get("room")
     if room is None:
         log.warning("dropped a frame from %s: its socket is in no room", message.reply_channel.name)
         message.reply_channel.send(protocol.error("not_joined", "this socket is in no room"))
         return
+    room, speaker = Room(room), identity.speaker_of(message)
     try:
-        text, handle = protocol.parse_chat(message.content)
+        action, *args = protocol.parse_frame(message.content)
+        if action != "message":
+            return moderation.apply(room, action, args, speaker, message.user)
+        wait = moderation.muted_for(room, speaker.handle)
+        if wait:
+            raise protocol.ProtocolError("muted", "a moderator muted you here: %.0f s to go" % wait,
+                                         retry_after=round(wait, 1))
     except protocol.ProtocolError as invalid:
         message.reply_channel.send(invalid.frame())
         return
-    handle = handle or message.channel_session["handle"]
-    Room(room).send(protocol.chat_message(room, handle, text))
+    room.send(protocol.chat_message(room.name, speaker, args[0]))
 
 
 @in_order
-@channel_session
+@channel_session_user
 def ws_disconnect(message):
     """Leave the room and tell it. The session outlives the socket as long as a frame in flight may."""
     room = message.channel_session.get("room")
     if room is not None:
         Room(room).leave(message.reply_channel)
+    if message.user.is_authenticated:
+        Group(identity.user_group(message.user.pk)).discard(message.reply_channel)
     message.channel_session.set_expiry(settings.CHANNEL_MESSAGE_EXPIRY)
 
 

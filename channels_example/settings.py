@@ -16,6 +16,7 @@ laptop and production comes from the environment:
     CHAT_RATE_LIMIT          frames per socket, <rate>/s:<burst> or off (default 5/s:20)
     CHAT_SOCKETS_PER_CLIENT  open sockets per client address, or off (default 100)
     CHANNEL_LAYER_KEYS       comma-separated keys: asgi_redis encrypts channel messages in Redis
+    CHAT_GUESTS              "1" (default): people without an account may chat; "0": sign in first
 """
 import os
 
@@ -66,6 +67,19 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
 ROOT_URLCONF = "channels_example.urls"
+
+# Accounts (channels_example/accounts.py, docs/accounts.md). Django's ModelBackend, keeping
+# each user in the worker's memory for USER_CACHE_SECONDS: @channel_session_user asks for
+# the user on every frame, and a database query per chat message would cost more than
+# the message. A user deactivated in the admin is refused at most this long after.
+AUTHENTICATION_BACKENDS = ["channels_example.accounts.CachedModelBackend"]
+USER_CACHE_SECONDS = 60
+LOGIN_REDIRECT_URL = LOGOUT_REDIRECT_URL = "/"
+# Guests (no account: a name from ?handle= or guest-xxxxxx) may chat; CHAT_GUESTS=0 admits
+# signed-in users only.
+CHAT_GUESTS = os.environ.get("CHAT_GUESTS", "1") == "1"
+# The longest a moderator may mute a name in a room (chat/moderation.py).
+MAX_MUTE_SECONDS = 86400
 WSGI_APPLICATION = "channels_example.wsgi.application"
 
 TEMPLATES = [

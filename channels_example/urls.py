@@ -1,14 +1,21 @@
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
+from django.views.decorators.http import require_POST
 from django.views.static import serve
 
-from channels_example import views
+from channels_example import accounts, views
 
 urlpatterns = [
     path("", views.index, name="index"),
     path("seed/", views.seed, name="seed"),
-    # Django's admin: stored messages, users (manage.py createsuperuser).
+    # Django's own accounts (channels_example/accounts.py). Logging out takes a POST: Django
+    # 2.2's LogoutView logs out on a GET too, which any page could make a browser send.
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", require_POST(auth_views.LogoutView.as_view()), name="logout"),
+    path("accounts/signup/", accounts.signup, name="signup"),
+    # Django's admin: users, stored messages, moderators' actions (manage.py createsuperuser).
     path("admin/", admin.site.urls),
     # The page's one JS and one CSS file, served by the workers even with DEBUG off so the
     # production topology needs no other server; behind a real proxy, serve them there.

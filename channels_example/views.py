@@ -5,7 +5,10 @@ from channels_example.middleware import POLICY
 
 
 def index(request):
-    """The chat page at ``/``."""
+    """The chat page at ``/``. A guest gets a session, so that all its tabs are one person to the
+    chat (channels_example.chat.identity), as a signed-in user's are."""
+    if not request.user.is_authenticated and request.session.session_key is None:
+        request.session["guest"] = True
     return render(request, "index.html")
 
 

@@ -120,11 +120,11 @@ class TestMessages(ConsumerTestCase):
         frame = bob.receive()
         self.assertEqual((frame["room"], frame["handle"], frame["message"]), ("聊天室", "小明", "你好"))
 
-    def test_json_message_with_handle(self):
-        ann = self.connect()
-        self.say(ann, json.dumps({"message": "hi", "handle": "annie"}))
-        frame = ann.receive()
-        self.assertEqual((frame["handle"], frame["message"]), ("annie", "hi"))
+    def test_a_frame_naming_another_speaker_is_refused_and_reaches_no_one(self):
+        ann, bob = self.connect("/lobby/?handle=ann"), self.connect("/lobby/?handle=bob")
+        self.say(bob, json.dumps({"message": "send me your password", "handle": "ann"}))
+        self.assertEqual(bob.receive()["code"], "handle_not_allowed")
+        self.assertIsNone(ann.receive())
 
     def test_bad_frames_get_an_error_frame_reach_no_one_and_leave_the_socket_usable(self):
         bad_frames = [
@@ -201,7 +201,9 @@ class TestJoining(ConsumerTestCase):
     def test_joiner_is_told_its_handle_and_who_is_in_the_room(self):
         ann = self.connect("/lobby/?handle=ann")
         bob = self.connect("/lobby/?handle=bob")
-        self.assertEqual(bob.welcome, {"type": "welcome", "room": "lobby", "handle": "bob", "members": ["ann", "bob"]})
+        self.assertEqual({key: bob.welcome[key] for key in ("type", "room", "handle", "signed_in", "staff", "members")},
+                         {"type": "welcome", "room": "lobby", "handle": "bob", "signed_in": False, "staff": False,
+                          "members": ["ann", "bob"]})
         self.assertEqual(ann.welcome["members"], ["ann"])
 
     def test_generated_handle_is_the_one_in_the_welcome(self):
@@ -213,9 +215,11 @@ class TestJoining(ConsumerTestCase):
         ann = self.connect("/lobby/?handle=ann")
         bob = WSClient()
         bob.send_and_consume("websocket.connect", BROWSER, path="/lobby/?handle=bob")
-        self.assertEqual(ann.receive(), {"type": "presence", "room": "lobby", "event": "join", "handle": "bob", "members": 2})
+        self.assertEqual(ann.receive(), {"type": "presence", "room": "lobby", "event": "join", "handle": "bob",
+                                         "signed_in": False, "members": 2})
         bob.send_and_consume("websocket.disconnect", {"code": 1000}, path="/lobby/")
-        self.assertEqual(ann.receive(), {"type": "presence", "room": "lobby", "event": "leave", "handle": "bob", "members": 1})
+        self.assertEqual(ann.receive(), {"type": "presence", "room": "lobby", "event": "leave", "handle": "bob",
+                                         "signed_in": False, "members": 1})
 
     def test_a_room_that_never_spoke_has_empty_history(self):
         ann = self.connect()
@@ -240,7 +244,8 @@ class TestHistory(ConsumerTestCase):
         self.assertEqual([(m["seq"], m["handle"], m["message"]) for m in bob.history["messages"]],
                          [(1, "ann", "one"), (2, "ann", "two"), (3, "ann", "three")])
         self.assertEqual(bob.history["upto"], 3)
-        self.assertEqual(set(bob.history["messages"][0]), {"type", "room", "handle", "message", "ts", "seq"})
+        self.assertEqual(set(bob.history["messages"][0]),
+                         {"type", "room", "handle", "signed_in", "sender", "message", "ts", "seq"})
 
     def test_history_holds_only_the_last_HISTORY_LENGTH_messages(self):
         ann = self.connect()

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from channels_example.chat import history, protocol
+from channels_example.chat.identity import Speaker
 from channels_example.chat.rooms import Room
 from channels_example.models import Message
 
@@ -19,8 +20,11 @@ def recent(request):
     return history.recent()
 
 
+ANN = Speaker("ann", False, False, "guest:session")
+
+
 def message(text, room="lobby"):
-    return protocol.chat_message(room, "ann", text)
+    return protocol.chat_message(room, ANN, text)
 
 
 def test_messages_are_numbered_one_by_one_in_each_room(recent):
@@ -60,3 +64,33 @@ def test_history_frame_falls_back_to_the_database(settings):
         history.store({"room": "lobby", "seq": seq, "handle": "ann", "message": str(seq), "ts": 1764000000000})
     frame = json.loads(history.history_frame(LOBBY)["text"])
     assert ([item["message"] for item in frame["messages"]], frame["upto"]) == (["2", "3"], 3)
+
+
+def test_a_message_forgotten_by_a_moderator_leaves_the_recent_history(recent):
+    for text in "abc":
+        recent.append(LOBBY, message(text))
+    assert history.forget(LOBBY, 2)
+    assert [item["seq"] for item in recent.snapshot(LOBBY)[0]] == [1, 3]
+    assert not history.forget(LOBBY, 2)
+
+
+def test_a_stored_message_forgotten_leaves_the_database(settings):
+    history.store({"room": "lobby", "seq": 1, "handle": "ann", "message": "x", "ts": 1764000000000})
+    assert history.forget(LOBBY, 1)
+    assert not Message.objects.exists()
+
+
+def test_a_message_deleted_before_it_was_stored_is_never_stored():
+    from channels_example.models import ModerationAction
+
+    ModerationAction.objects.create(moderator_name="mod", action="delete", room="lobby", seq=2)
+    history.store(*({"room": "lobby", "seq": seq, "handle": "ann", "message": "m", "ts": 0} for seq in (1, 2, 3)))
+    assert list(Message.objects.values_list("seq", flat=True).order_by("seq")) == [1, 3]
+
+
+def test_a_stored_message_keeps_who_sent_it():
+    stored = dict(message("hi"), room="lobby", seq=1)
+    history.store(stored)
+    frame = json.loads(history.history_frame(LOBBY)["text"])
+    item = frame["messages"][0]
+    assert (item["handle"], item["signed_in"], item["sender"]) == ("ann", False, ANN.sender)

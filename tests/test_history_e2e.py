@@ -127,6 +127,7 @@ def test_handles_are_validated_generated_and_told_to_their_client(production, da
         async with join(stack.port, "names", "小明") as named, join(stack.port, "names") as guest:
             named_welcome, _ = await joined(named)
             guest_welcome, _ = await joined(guest)
+            # A frame cannot choose who speaks (docs/protocol.md); the name comes from the connect.
             await guest.send(json.dumps({"message": "hi", "handle": "x" * 33}))
             error = await next_frame(guest)
             await guest.send("hello")
@@ -139,7 +140,7 @@ def test_handles_are_validated_generated_and_told_to_their_client(production, da
     assert named_welcome["handle"] == "小明"
     assert guest_welcome["handle"].startswith("guest-") and said["handle"] == guest_welcome["handle"]
     assert sorted(guest_welcome["members"]) == sorted(["小明", guest_welcome["handle"]])
-    assert error["code"] == "bad_handle"
+    assert error["code"] == "handle_not_allowed"
     assert refusal["code"] == "bad_handle"
 
 

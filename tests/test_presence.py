@@ -4,10 +4,15 @@ import time
 
 import pytest
 
-from channels_example.chat import presence, rooms
+from channels_example.chat import presence, protocol, rooms
+from channels_example.chat.identity import Speaker
 from channels_example.chat.rooms import Room
 
 LOBBY, KITCHEN = Room("lobby"), Room("kitchen")
+
+
+def guest(handle, person=None):
+    return Speaker(handle, False, False, person or "guest:" + handle)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -18,29 +23,49 @@ def members(request):
 
 
 def test_join_returns_the_count_a_change_number_and_everyones_handles(members):
-    assert members.join(LOBBY, "daphne.response.A!1", "ann") == (1, 1, ["ann"])
-    count, number, handles = members.join(LOBBY, "daphne.response.A!2", "bob")
+    assert members.join(LOBBY, "daphne.response.A!1", "ann", "0 guest:a") == (1, 1, ["ann"])
+    count, number, handles = members.join(LOBBY, "daphne.response.A!2", "bob", "0 guest:b")
     assert (count, number, sorted(handles)) == (2, 2, ["ann", "bob"])
-    assert members.join(KITCHEN, "daphne.response.A!3", "cy")[:2] == (1, 1)
+    assert members.join(KITCHEN, "daphne.response.A!3", "cy", "0 guest:c")[:2] == (1, 1)
 
 
-def test_leave_returns_the_handle_and_the_count_left(members):
-    members.join(LOBBY, "daphne.response.A!1", "ann")
-    members.join(LOBBY, "daphne.response.B!1", "bob")
-    assert members.leave(LOBBY, "daphne.response.A!1") == ("ann", 1, 3)
+def test_leave_returns_the_handle_who_held_it_and_the_count_left(members):
+    members.join(LOBBY, "daphne.response.A!1", "ann", "1 user:1")
+    members.join(LOBBY, "daphne.response.B!1", "bob", "0 guest:b")
+    assert members.leave(LOBBY, "daphne.response.A!1") == ("ann", "1 user:1", 1, 3)
     assert members.leave(LOBBY, "daphne.response.A!1") is None
 
 
-def test_two_sockets_with_one_handle_count_twice(members):
-    members.join(LOBBY, "daphne.response.A!1", "ann")
-    assert members.join(LOBBY, "daphne.response.A!2", "ann")[0] == 2
+def test_one_person_on_two_sockets_counts_twice(members):
+    members.join(LOBBY, "daphne.response.A!1", "ann", "1 user:1")
+    assert members.join(LOBBY, "daphne.response.A!2", "ann", "1 user:1")[0] == 2
+
+
+def test_a_name_belongs_to_one_person_at_a_time_in_a_room(members):
+    members.join(LOBBY, "daphne.response.A!1", "ann", "0 guest:first")
+    assert members.join(LOBBY, "daphne.response.A!2", "ann", "0 guest:second") is None
+    assert members.join(KITCHEN, "daphne.response.A!3", "ann", "0 guest:second") is not None
+    members.leave(LOBBY, "daphne.response.A!1")
+    # Once the first has left, the name is free.
+    assert members.join(LOBBY, "daphne.response.A!2", "ann", "0 guest:second")[0] == 1
+
+
+def test_a_second_person_with_a_name_in_use_is_refused_with_the_reason(members):
+    presence.join(LOBBY, "daphne.response.A!1", guest("ann"))
+    with pytest.raises(protocol.ProtocolError) as refused:
+        presence.join(LOBBY, "daphne.response.A!2", guest("ann", "guest:someone-else"))
+    assert refused.value.code == "handle_in_use"
 
 
 def test_welcome_and_event_frames(members):
-    welcome, event = presence.join(LOBBY, "daphne.response.A!1", "ann")
-    assert json.loads(welcome["text"]) == {"type": "welcome", "room": "lobby", "handle": "ann", "members": ["ann"]}
+    ann = Speaker("ann", True, True, "user:7")
+    welcome, event = presence.join(LOBBY, "daphne.response.A!1", ann)
+    assert json.loads(welcome["text"]) == {"type": "welcome", "room": "lobby", "handle": "ann", "signed_in": True,
+                                           "staff": True, "sender": ann.sender, "members": ["ann"]}
     assert json.loads(event["text"]) == {"type": "presence", "room": "lobby", "event": "join", "handle": "ann",
-                                         "members": 1}
+                                         "signed_in": True, "members": 1}
+    left = presence.leave(LOBBY, "daphne.response.A!1")
+    assert (json.loads(left["text"])["event"], json.loads(left["text"])["signed_in"]) == ("leave", True)
 
 
 def sweep_until_gone(layer, socket, group, alive):
@@ -59,7 +84,7 @@ def test_a_dead_daphnes_sockets_leave_their_rooms_within_the_ghost_time(redis_la
     settings.SWEEP_INTERVAL = 0.5
     alive, dead = "daphne.response.alive!ann", "daphne.response.dead!bob"
     for socket, handle in ((alive, "ann"), (dead, "bob")):
-        welcome, history_frame, joined = LOBBY.join(socket, handle)
+        welcome, history_frame, joined = LOBBY.join(socket, guest(handle))
         for frame in (welcome, history_frame):
             redis_layer.send(socket, frame)
         LOBBY.group.send(joined)
@@ -77,13 +102,13 @@ def test_a_dead_daphnes_sockets_leave_their_rooms_within_the_ghost_time(redis_la
     leave = json.loads(redis_layer.receive(["daphne.response.alive!"])[1]["text"])
     assert (leave["event"], leave["handle"], leave["members"]) == ("leave", "bob", 1)
     assert redis_layer.dead_processes() == []
-    assert presence.members().join(LOBBY, "daphne.response.alive!cy", "cy")[0] == 2
+    assert presence.members().join(LOBBY, "daphne.response.alive!cy", "cy", "0 guest:cy")[0] == 2
 
 
 def test_no_one_is_swept_right_after_sweeping_resumes(redis_layer, settings):
     redis_layer.heartbeat_ttl = settings.DAPHNE_HEARTBEAT_TTL = 1
     settings.SWEEP_INTERVAL = 0.5
-    presence.join(LOBBY, "daphne.response.quiet!1", "ann")
+    presence.join(LOBBY, "daphne.response.quiet!1", guest("ann"))
     # A registered daphne without a live heartbeat, as after a long Redis outage.
     redis_layer.heartbeat_ttl = 0.001
     redis_layer.heartbeat("daphne.response.quiet!")

@@ -3,26 +3,53 @@ import json
 import unicodedata
 
 import pytest
+from django.conf import settings
 from hypothesis import given
 from hypothesis import strategies as st
 
-from django.conf import settings
-
 from channels_example.chat import protocol
+from channels_example.chat.identity import Speaker
+
+ANN = Speaker("ann", True, False, "user:1")
 
 
 def test_plain_text_is_taken_whole_as_the_message():
-    assert protocol.parse_chat({"text": "hello world"}) == ("hello world", None)
+    assert protocol.parse_frame({"text": "hello world"}) == ("message", "hello world")
 
 
-def test_json_object_carries_message_and_handle():
-    frame = json.dumps({"message": "你好", "handle": " ann "})
-    assert protocol.parse_chat({"text": frame}) == ("你好", "ann")
+def test_json_object_carries_the_message():
+    assert protocol.parse_frame({"text": json.dumps({"message": "你好"})}) == ("message", "你好")
+
+
+def test_a_frame_cannot_choose_who_speaks():
+    with pytest.raises(protocol.ProtocolError) as refused:
+        protocol.parse_frame({"text": json.dumps({"message": "send me your password", "handle": "ann"})})
+    assert refused.value.code == "handle_not_allowed"
 
 
 @pytest.mark.parametrize("text", ["[1, 2]", "42", '"quoted"', "null", "{not json"])
 def test_json_that_is_not_an_object_is_plain_text(text):
-    assert protocol.parse_chat({"text": text}) == (text, None)
+    assert protocol.parse_frame({"text": text}) == ("message", text)
+
+
+@pytest.mark.parametrize("frame, parsed", [
+    ({"action": "delete", "seq": 12}, ("delete", 12)),
+    ({"action": "mute", "target": " bob ", "seconds": 300}, ("mute", "bob", 300)),
+])
+def test_moderators_frames_are_actions(frame, parsed):
+    assert protocol.parse_frame({"text": json.dumps(frame)}) == parsed
+
+
+@pytest.mark.parametrize("frame", [
+    {"action": "delete"}, {"action": "delete", "seq": "12"}, {"action": "delete", "seq": 0},
+    {"action": "delete", "seq": True}, {"action": "mute", "target": "bob"},
+    {"action": "mute", "target": "bob", "seconds": 86401}, {"action": "mute", "target": "", "seconds": 5},
+    {"action": "ban", "target": "bob"},
+])
+def test_a_malformed_action_is_refused(frame):
+    with pytest.raises(protocol.ProtocolError) as refused:
+        protocol.parse_frame({"text": json.dumps(frame)})
+    assert refused.value.code in {"bad_action", "bad_handle"}
 
 
 @pytest.mark.parametrize(
@@ -33,41 +60,41 @@ def test_json_that_is_not_an_object_is_plain_text(text):
         ({"text": " \n\t "}, "empty_message"),
         ({"text": json.dumps({"message": "  "})}, "empty_message"),
         ({"text": "x" * (settings.MAX_MESSAGE_LENGTH + 1)}, "message_too_long"),
-        ({"text": json.dumps({"handle": "ann"})}, "bad_message"),
+        ({"text": json.dumps({"text": "ann"})}, "bad_message"),
         ({"text": json.dumps({"message": 5})}, "bad_message"),
-        ({"text": json.dumps({"message": "hi", "handle": 5})}, "bad_handle"),
-        ({"text": json.dumps({"message": "hi", "handle": "h" * 33})}, "bad_handle"),
-        ({"text": json.dumps({"message": "hi", "handle": ""})}, "bad_handle"),
-        ({"text": json.dumps({"message": "hi", "handle": "a\x07b"})}, "bad_handle"),
+        ({"text": json.dumps({"message": "hi", "handle": 5})}, "handle_not_allowed"),
     ],
 )
 def test_bad_frames_raise_a_protocol_error_with_a_stable_code(content, code):
     with pytest.raises(protocol.ProtocolError) as invalid:
-        protocol.parse_chat(content)
+        protocol.parse_frame(content)
     assert invalid.value.code == code
     assert json.loads(invalid.value.frame()["text"]) == {"type": "error", "code": code, "detail": invalid.value.detail}
 
 
 def test_message_at_the_limit_is_accepted():
     text = "x" * settings.MAX_MESSAGE_LENGTH
-    assert protocol.parse_chat({"text": text}) == (text, None)
+    assert protocol.parse_frame({"text": text}) == ("message", text)
 
 
 def test_chat_frame_has_the_documented_fields():
-    frame = json.loads(protocol.message_frame(protocol.chat_message("聊天室", "ann", "hi"), 7)["text"])
-    assert set(frame) == {"type", "room", "handle", "message", "ts", "seq"}
-    assert (frame["type"], frame["room"], frame["handle"], frame["message"], frame["seq"]) == (
-        "message", "聊天室", "ann", "hi", 7)
+    frame = json.loads(protocol.message_frame(protocol.chat_message("聊天室", ANN, "hi"), 7)["text"])
+    assert set(frame) == {"type", "room", "handle", "signed_in", "sender", "message", "ts", "seq"}
+    assert (frame["type"], frame["room"], frame["handle"], frame["signed_in"], frame["message"], frame["seq"]) == (
+        "message", "聊天室", "ann", True, "hi", 7)
+    assert frame["sender"] == ANN.sender and "user" not in frame["sender"]
     assert isinstance(frame["ts"], int)
 
 
 def test_join_frames_have_the_documented_fields():
-    welcome = json.loads(protocol.welcome("lobby", "ann", ["bob", "ann"])["text"])
-    assert welcome == {"type": "welcome", "room": "lobby", "handle": "ann", "members": ["ann", "bob"]}
+    welcome = json.loads(protocol.welcome("lobby", ANN, ["bob", "ann"])["text"])
+    assert welcome == {"type": "welcome", "room": "lobby", "handle": "ann", "signed_in": True, "staff": False,
+                       "sender": ANN.sender, "members": ["ann", "bob"]}
     history = json.loads(protocol.history("lobby", [], 0)["text"])
     assert history == {"type": "history", "room": "lobby", "messages": [], "upto": 0}
-    event = json.loads(protocol.presence("lobby", "leave", "bob", 1)["text"])
-    assert event == {"type": "presence", "room": "lobby", "event": "leave", "handle": "bob", "members": 1}
+    event = json.loads(protocol.presence("lobby", "leave", "bob", 1, False)["text"])
+    assert event == {"type": "presence", "room": "lobby", "event": "leave", "handle": "bob", "signed_in": False,
+                     "members": 1}
 
 
 def test_refusal_accepts_explains_and_closes_in_one_reply():
@@ -115,17 +142,17 @@ def test_handles_that_show_nothing_or_hide_something_are_refused(handle, why):
 @pytest.mark.parametrize("text", ["a\x00b", "\ud800", "x\udfff", "bell\x07", "\x1b[31m", "a\x85b"])
 def test_text_no_database_or_encoder_takes_is_refused(text):
     with pytest.raises(protocol.ProtocolError) as refused:
-        protocol.parse_chat({"text": json.dumps({"message": text})})
+        protocol.parse_frame({"text": json.dumps({"message": text})})
     assert refused.value.code == "invalid_text"
 
 
 def test_tabs_newlines_and_any_printable_text_pass():
     text = "line one\n\tline two\r\n😀 ∑ 漢字 \u200e"
-    assert protocol.parse_chat({"text": json.dumps({"message": text})}) == (text, None)
+    assert protocol.parse_frame({"text": json.dumps({"message": text})}) == ("message", text)
 
 
 def test_json_nested_too_deep_to_parse_is_taken_as_text():
-    assert protocol.parse_chat({"text": "[" * 1900}) == ("[" * 1900, None)
+    assert protocol.parse_frame({"text": "[" * 1900}) == ("message", "[" * 1900)
 
 
 def test_an_error_frame_may_carry_more_fields():

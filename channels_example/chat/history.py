@@ -30,16 +30,17 @@ import logging
 import threading
 from collections import deque
 from datetime import datetime, timezone
+from types import SimpleNamespace
 
 from channels import Channel
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import Max
 
 from channels_example.backends.shards import PerDeployment
 from channels_example.chat import protocol
 from channels_example.layers import gate
-from channels_example.models import Message
+from channels_example.models import Message, ModerationAction
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +58,20 @@ def append(room, message):
 
 def queue_for_storing(room, seq, message):
     """Send a delivered message to STORE_CHANNEL, where a worker's ``store_message`` saves it."""
-    stored = {"room": room.name, "seq": seq, "handle": message["handle"], "message": message["message"],
-              "ts": message["ts"]}
+    stored = {field: message[field] for field in ("handle", "signed_in", "sender", "message", "ts")}
+    stored.update(room=room.name, seq=seq)
     channel = Channel(STORE_CHANNEL)
     try:
         channel.send(stored, immediately=True)
     except channel.channel_layer.ChannelFull:
         log.error("message %d of room %r delivered but not stored: %s is full", seq, room.name, STORE_CHANNEL)
+
+
+def forget(room, seq):
+    """Delete message ``seq`` of the room from its recent history and the database (a moderator's
+    deletion); False when the room has no such message."""
+    known = recent().forget(room, seq)
+    return bool(Message.objects.filter(room=room.name, seq=seq).delete()[0]) or known
 
 
 def history_frame(room):
@@ -78,27 +86,38 @@ def history_frame(room):
 def store(*stored):
     """Save delivered messages (what ``queue_for_storing`` sent) in one transaction; prune now and then.
 
-    Saving a message twice is harmless: (room, seq) is unique and a repeat is skipped. If
-    the database refuses the batch, each message is saved on its own, so that one it
-    refuses (logged with its room and seq) never loses the others.
+    Saving a message twice is harmless: (room, seq) is unique and a repeat is skipped. A
+    message a moderator deleted before it was stored is not stored. If the database
+    refuses a message (DataError, IntegrityError; psycopg2 refuses a NUL with ValueError
+    before the database sees it), each message is saved on its own, so that the refused
+    one (logged with its room and seq) never loses the others.
     """
-    # psycopg2 refuses a NUL with ValueError, before the database sees it.
+    # Read before the transaction: in SQLite a transaction that reads and then writes can
+    # meet another writer and fail at once with "database is locked", where a writing one waits.
+    deleted = set(ModerationAction.objects.filter(
+        action="delete", room__in={item["room"] for item in stored}, seq__in={item["seq"] for item in stored},
+    ).values_list("room", "seq"))
+    kept = [item for item in stored if (item["room"], item["seq"]) not in deleted]
     try:
         with transaction.atomic():
-            _save(stored)
-    except (DatabaseError, ValueError):
-        for item in stored:
+            _save(kept)
+    except REFUSED:
+        for item in kept:
             try:
                 with transaction.atomic():
                     _save([item])
-            except (DatabaseError, ValueError) as refused:
+            except REFUSED as refused:
                 log.error("message %s of room %r not stored: the database refused it: %s",
                           item["seq"], item["room"], refused)
 
 
+REFUSED = (DataError, IntegrityError, ValueError)
+
+
 def _save(stored):
     Message.objects.bulk_create([
-        Message(room=item["room"], seq=item["seq"], handle=item["handle"], message=item["message"],
+        Message(room=item["room"], seq=item["seq"], handle=item["handle"], signed_in=item.get("signed_in", False),
+                sender=item.get("sender", ""), message=item["message"],
                 created=datetime.fromtimestamp(item["ts"] / 1000, timezone.utc))
         for item in stored
     ], ignore_conflicts=True)
@@ -126,7 +145,8 @@ def _stored_snapshot(room):
 
 
 def _from_row(row):
-    message = protocol.chat_message(row.room, row.handle, row.message)
+    speaker = SimpleNamespace(handle=row.handle, signed_in=row.signed_in, sender=row.sender)
+    message = protocol.chat_message(row.room, speaker, row.message)
     message.update(ts=int(row.created.timestamp() * 1000), seq=row.seq)
     return message
 
@@ -157,6 +177,16 @@ class LocalRecent:
             state = self._rooms.get(room.name)
             return (list(state["recent"]), state["seq"]) if state else None
 
+    def forget(self, room, seq):
+        with self._lock:
+            state = self._rooms.get(room.name)
+            kept = [item for item in state["recent"] if item["seq"] != seq] if state else []
+            if state is None or len(kept) == len(state["recent"]):
+                return False
+            state["recent"].clear()
+            state["recent"].extend(kept)
+            return True
+
 
 class RedisRecent:
     """Numbering and recent lists in Redis, on the room's shard: for runworker on any host."""
@@ -180,6 +210,9 @@ class RedisRecent:
         upto, items = found
         return [json.loads(item) for item in reversed(items)], int(upto)
 
+    def forget(self, room, seq):
+        return bool(self._run(self.lua_forget, room, [', "seq": %d}' % seq]))
+
     def _run(self, source, room, args):
         return self.shards.run(source, [room.key("seq"), room.key("recent")], args)
 
@@ -197,6 +230,18 @@ class RedisRecent:
         redis.call('EXPIRE', KEYS[1], ARGV[3])
         redis.call('EXPIRE', KEYS[2], ARGV[3])
         return seq
+    """
+
+    # KEYS: the room's counter, its recent list. ARGV: the end of the item to remove (its seq,
+    # as lua_append wrote it). Returns 1 if an item was removed.
+    lua_forget = """
+        for _, item in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+          if string.sub(item, -#ARGV[1]) == ARGV[1] then
+            redis.call('LREM', KEYS[2], 1, item)
+            return 1
+          end
+        end
+        return 0
     """
 
     # KEYS: the room's counter, its recent list. Returns {counter, items newest first}, or nil.

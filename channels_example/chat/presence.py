@@ -8,6 +8,8 @@ What is promised (the argument is in docs/history.md):
 * Every event carries ``members``, the room's count right after it, read in the same
   atomic step as the change, so counts are right with any number of workers and
   daphnes.
+* Within a room a name belongs to one person at a time: a socket of another person
+  with a name in use is refused (``handle_in_use``), in the same atomic step.
 * A socket whose daphne process died without sending its disconnect (``kill -9``, a
   lost host) leaves presence, its Group and the room's count within ``ghost_seconds()``:
   each daphne's layer keeps a heartbeat (the layer's ``heartbeats`` extension) and
@@ -47,16 +49,22 @@ def ghost_seconds():
     return settings.DAPHNE_HEARTBEAT_TTL + settings.SWEEP_INTERVAL + 1
 
 
-def join(room, socket, handle):
+def join(room, socket, speaker):
     """Add ``socket`` to the room's members; return its welcome frame and the room's join event.
 
     Call it after adding the socket to the room's Group. Send the welcome right after
-    the accept and the event to the room's Group after that.
+    the accept and the event to the room's Group after that. Raises ProtocolError
+    ("handle_in_use") when another person has the speaker's name in the room.
     """
-    count, number, handles = members().join(room, socket, handle)
+    joined = members().join(room, socket, speaker.handle, _holder(speaker))
+    if joined is None:
+        raise protocol.ProtocolError("handle_in_use", "someone else in %s is called %s: choose another name"
+                                     % (room.name, speaker.handle))
+    count, number, handles = joined
     layer = room.channel_layer
-    welcome = gate.snapshot(layer, protocol.welcome(room.name, handle, handles), STREAM, number)
-    return welcome, gate.live(layer, protocol.presence(room.name, "join", handle, count), STREAM, number)
+    welcome = gate.snapshot(layer, protocol.welcome(room.name, speaker, handles), STREAM, number)
+    event = protocol.presence(room.name, "join", speaker.handle, count, speaker.signed_in)
+    return welcome, gate.live(layer, event, STREAM, number)
 
 
 def leave(room, socket):
@@ -64,8 +72,21 @@ def leave(room, socket):
     left = members().leave(room, socket)
     if left is None:
         return None
-    handle, count, number = left
-    return gate.live(room.channel_layer, protocol.presence(room.name, "leave", handle, count), STREAM, number)
+    handle, holder, count, number = left
+    event = protocol.presence(room.name, "leave", handle, count, holder.startswith("1 "))
+    return gate.live(room.channel_layer, event, STREAM, number)
+
+
+def event(room, frame):
+    """A room event besides joins and leaves (a moderator's deletion or mute), numbered with them,
+    so that the join gate puts it after any snapshot that predates it."""
+    number = members().next_event(room)
+    return gate.live(room.channel_layer, frame, STREAM, number)
+
+
+def _holder(speaker):
+    """Who holds a name in a room: signed in or not, and the person."""
+    return "%d %s" % (speaker.signed_in, speaker.person)
 
 
 def dead_daphnes():
@@ -106,21 +127,36 @@ class LocalMembers:
         self._lock = threading.Lock()
         self._rooms = {}
 
-    def join(self, room, socket, handle):
+    def join(self, room, socket, handle, holder):
+        """``(count, number, handles)``, or None when another person holds ``handle`` in the room."""
         with self._lock:
-            state = self._rooms.setdefault(room.name, {"members": {}, "number": 0})
+            state = self._rooms.setdefault(room.name, {"members": {}, "names": {}, "number": 0})
+            held = state["names"].get(handle)
+            if held is not None and held[1] != holder:
+                return None
+            state["names"][handle] = ((held[0] if held else 0) + 1, holder)
             state["members"][socket] = handle
             state["number"] += 1
             return len(state["members"]), state["number"], list(state["members"].values())
 
     def leave(self, room, socket):
+        """``(handle, holder, count, number)``, or None when the socket was not a member."""
         with self._lock:
             state = self._rooms.get(room.name)
             if state is None or socket not in state["members"]:
                 return None
             handle = state["members"].pop(socket)
+            held, holder = state["names"].pop(handle)
+            if held > 1:
+                state["names"][handle] = (held - 1, holder)
             state["number"] += 1
-            return handle, len(state["members"]), state["number"]
+            return handle, holder, len(state["members"]), state["number"]
+
+    def next_event(self, room):
+        with self._lock:
+            state = self._rooms.setdefault(room.name, {"members": {}, "names": {}, "number": 0})
+            state["number"] += 1
+            return state["number"]
 
 
 class RedisMembers:
@@ -129,12 +165,16 @@ class RedisMembers:
     def __init__(self, shards):
         self.shards = shards
 
-    def join(self, room, socket, handle):
+    def join(self, room, socket, handle, holder):
         # The daphne's index first: a socket in a room but not in the index could never be swept.
         index_key = self._index_key(socket)
         self.shards.client(index_key).pipeline().hset(index_key, socket, room.name).expire(
             index_key, settings.WEBSOCKET_LIFETIME).execute()
-        count, number, handles = self._run(self.lua_join, room, [socket, handle, settings.WEBSOCKET_LIFETIME])
+        joined = self._run(self.lua_join, room, [socket, handle, settings.WEBSOCKET_LIFETIME, holder])
+        if joined is None:
+            self.shards.client(index_key).hdel(index_key, socket)
+            return None
+        count, number, handles = joined
         return count, number, [value.decode("utf-8") for value in handles]
 
     def leave(self, room, socket):
@@ -143,8 +183,12 @@ class RedisMembers:
         self.shards.client(index_key).hdel(index_key, socket)
         if left is None:
             return None
-        handle, count, number = left
-        return handle.decode("utf-8"), count, number
+        handle, holder, count, number = left
+        return handle.decode("utf-8"), holder.decode("utf-8"), count, number
+
+    def next_event(self, room):
+        key = room.key("presence")
+        return self.shards.client(key).pipeline().incr(key).expire(key, settings.WEBSOCKET_LIFETIME).execute()[0]
 
     def sockets_of(self, daphne):
         """``[(room name, socket), ...]`` for the sockets a daphne had in rooms."""
@@ -156,25 +200,39 @@ class RedisMembers:
         return SOCKETS_PREFIX + self.shards.layer.non_local_name(socket)
 
     def _run(self, source, room, args):
-        return self.shards.run(source, [room.key("members"), room.key("presence")], args)
+        return self.shards.run(source, [room.key("members"), room.key("presence"), room.key("names")], args)
 
-    # KEYS: the room's members hash, its change counter. ARGV: socket, handle, expiry (s).
+    # KEYS: the room's members hash (socket -> handle), its change counter, its names hash
+    # (handle -> "<sockets> <holder>"). ARGV: socket, handle, expiry (s), holder.
+    # Nil when another holder has the handle in the room.
     lua_join = """
+        local held = redis.call('HGET', KEYS[3], ARGV[2])
+        local count = 0
+        if held then
+          local space = string.find(held, ' ')
+          if string.sub(held, space + 1) ~= ARGV[4] then return nil end
+          count = tonumber(string.sub(held, 1, space - 1))
+        end
+        redis.call('HSET', KEYS[3], ARGV[2], (count + 1) .. ' ' .. ARGV[4])
         redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
         local number = redis.call('INCR', KEYS[2])
-        redis.call('EXPIRE', KEYS[1], ARGV[3])
-        redis.call('EXPIRE', KEYS[2], ARGV[3])
+        for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
         local handles = redis.call('HVALS', KEYS[1])
         return {#handles, number, handles}
     """
 
-    # KEYS: the room's members hash, its change counter. ARGV: socket. Nil if not a member.
+    # KEYS: as for lua_join. ARGV: socket. Returns {handle, holder, count, number}; nil if not a member.
     lua_leave = """
         local handle = redis.call('HGET', KEYS[1], ARGV[1])
         if not handle then return nil end
         redis.call('HDEL', KEYS[1], ARGV[1])
+        local held = redis.call('HGET', KEYS[3], handle) or '1 0 unknown'
+        local space = string.find(held, ' ')
+        local count, holder = tonumber(string.sub(held, 1, space - 1)), string.sub(held, space + 1)
+        if count > 1 then redis.call('HSET', KEYS[3], handle, (count - 1) .. ' ' .. holder)
+        else redis.call('HDEL', KEYS[3], handle) end
         local number = redis.call('INCR', KEYS[2])
-        return {handle, redis.call('HLEN', KEYS[1]), number}
+        return {handle, holder, redis.call('HLEN', KEYS[1]), number}
     """
 
 

@@ -2,32 +2,41 @@
 
 This module is the definition; docs/protocol.md describes it for client authors.
 
-Client to server, one text frame per chat message, either
-    {"message": "...", "handle": "..."}   a JSON object; "handle" is optional
-    any other text                        taken whole as the message, so the
-                                          seed's page, which sends "hello world",
-                                          still works
-A client may also name itself when it connects: ``ws://host/<room>/?handle=ann``.
+Client to server, one text frame each:
+    {"message": "..."}                     a chat message
+    any other text                         taken whole as the message, so the seed's
+                                           page, which sends "hello world", still works
+    {"action": "delete", "seq": 12}        staff only: delete the room's message 12
+    {"action": "mute", "target": "bob", "seconds": 300}
+                                           staff only: bob's messages are refused for 5 min
+A frame cannot choose who speaks: a "handle" in it is refused (handle_not_allowed). A
+signed-in socket (the session cookie rides the handshake) speaks as its username; a
+guest names itself when it connects, ``ws://host/<room>/?handle=ann``, or is given
+``guest-xxxxxx`` (channels_example.chat.identity).
 
 Server to client, always JSON text frames. On joining, in this order:
-    {"type": "welcome", "room", "handle", "members"}   the client's own handle and the
-                                                      handles of everyone in the room
+    {"type": "welcome", "room", "handle", "signed_in", "staff", "sender", "members"}
+                                  who the client is (sender: the id its own messages
+                                  carry) and the handles of everyone in the room
     {"type": "history", "room", "messages", "upto"}    the room's last messages (each a
                                                       "message" frame), oldest first
 then, with no gap and no duplicate after those two:
-    {"type": "message", "room", "handle", "message", "ts", "seq"}
+    {"type": "message", "room", "handle", "signed_in", "sender", "message", "ts", "seq"}
                                   ts: ms since the epoch; seq: the message's number in
                                   its room, 1, 2, 3... (history items have it too)
-    {"type": "presence", "room", "event", "handle", "members"}
+    {"type": "presence", "room", "event", "handle", "signed_in", "members"}
                                   event: "join" or "leave"; members: how many are
                                   in the room now
+    {"type": "deleted", "room", "seq", "by"}           a moderator deleted message seq
+    {"type": "muted", "room", "handle", "seconds", "by"}   a moderator muted a name
 and to the sender only:
-    {"type": "error", "code", "detail"}
+    {"type": "error", "code", "detail"}   (rate_limited and muted add "retry_after")
 
 A frame that breaks these rules gets an error frame, reaches no one else, and
 leaves the socket open. A connection that cannot be served (its path names no
-room, its handle is invalid) is accepted only to be told why and closed with
-CLOSE_REFUSED, so a browser can show the reason instead of a bare 403.
+room, its handle is invalid or taken) is accepted only to be told why and closed with
+CLOSE_REFUSED, so a browser can show the reason instead of a bare 403; a socket
+whose user signed out elsewhere is closed with 4401 (identity.CLOSE_SIGNED_OUT).
 """
 import hashlib
 import json
@@ -46,14 +55,15 @@ CLOSE_REFUSED = 4400
 class ProtocolError(ValueError):
     """A client broke the protocol. ``code`` is stable for programs, ``detail`` is for people."""
 
-    def __init__(self, code, detail):
+    def __init__(self, code, detail, **extra):
         super().__init__(detail)
         self.code = code
         self.detail = detail
+        self.extra = extra
 
     def frame(self):
         """The error frame telling the sender what was wrong."""
-        return error(self.code, self.detail)
+        return error(self.code, self.detail, **self.extra)
 
     def refusal(self):
         """Accept, explain and close in one reply: a connection refused with its reason."""
@@ -62,11 +72,13 @@ class ProtocolError(ValueError):
         return frame
 
 
-def parse_chat(content):
-    """Return ``(message, handle_or_None)`` from a websocket.receive message's content.
+def parse_frame(content):
+    """What a websocket.receive message asks for: ``("message", text)``, ``("delete", seq)``
+    or ``("mute", handle, seconds)``.
 
-    Raises ProtocolError for a binary frame, a JSON object without a string
-    "message", an empty or over-long message, or an invalid handle.
+    Raises ProtocolError for a binary frame, a JSON object without a string "message"
+    or with a "handle", an empty or over-long message, text no database takes, or a
+    malformed action.
     """
     if OVERSIZED in content:
         raise ProtocolError(
@@ -76,18 +88,20 @@ def parse_chat(content):
     if content.get("text") is None:
         raise ProtocolError("binary_frame", "send chat messages as text frames; binary frames are not accepted")
     text = content["text"]
-    message, handle = text, None
+    message = text
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):  # not JSON, or nested too deep to be a chat frame: text
         data = None
     if isinstance(data, dict):
+        if "handle" in data:
+            raise ProtocolError("handle_not_allowed", "a frame cannot choose who speaks: you speak as the "
+                                "name you connected with")
+        if "action" in data:
+            return _action(data)
         message = data.get("message")
-        handle = data.get("handle")
         if not isinstance(message, str):
             raise ProtocolError("bad_message", 'a JSON frame needs "message" as a string')
-        if handle is not None:
-            handle = validate_handle(handle)
     if not message.strip():
         raise ProtocolError("empty_message", "the message is empty")
     if len(message) > settings.MAX_MESSAGE_LENGTH:
@@ -98,7 +112,22 @@ def parse_chat(content):
     refused = next((char for char in message if _unstorable(char)), None)
     if refused is not None:
         raise ProtocolError("invalid_text", "a message cannot contain %s" % describe_char(refused))
-    return message, handle
+    return "message", message
+
+
+def _action(data):
+    action = data["action"]
+    if action == "delete":
+        seq = data.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            raise ProtocolError("bad_action", 'delete needs "seq", the number of a message in the room')
+        return "delete", seq
+    if action == "mute":
+        seconds = data.get("seconds")
+        if not isinstance(seconds, int) or isinstance(seconds, bool) or not 1 <= seconds <= settings.MAX_MUTE_SECONDS:
+            raise ProtocolError("bad_action", 'mute needs "seconds", 1 to %d' % settings.MAX_MUTE_SECONDS)
+        return "mute", validate_handle(data.get("target")), seconds
+    raise ProtocolError("bad_action", 'an action is "delete" or "mute", not %r' % (action,))
 
 
 def validate_handle(handle):
@@ -157,10 +186,11 @@ def handle_from_query_string(query_string, reply_channel):
     return "guest-" + hashlib.sha1(reply_channel.encode("utf-8")).hexdigest()[:6]
 
 
-def chat_message(room, handle, message):
+def chat_message(room, speaker, message):
     """A chat message as a worker accepts it: the fields of its frame except ``seq``,
     which the room assigns when the message reaches it (channels_example.chat.rooms)."""
-    return {"type": "message", "room": room, "handle": handle, "message": message, "ts": int(time.time() * 1000)}
+    return {"type": "message", "room": room, "handle": speaker.handle, "signed_in": speaker.signed_in,
+            "sender": speaker.sender, "message": message, "ts": int(time.time() * 1000)}
 
 
 def message_frame(message, seq):
@@ -168,9 +198,10 @@ def message_frame(message, seq):
     return encode(dict(message, seq=seq))
 
 
-def welcome(room, handle, members):
-    """The first frame a joining client receives: its own handle and who is in the room (itself included)."""
-    return _frame(type="welcome", room=room, handle=handle, members=sorted(members))
+def welcome(room, speaker, members):
+    """The first frame a joining client receives: who it is, and who is in the room (itself included)."""
+    return _frame(type="welcome", room=room, handle=speaker.handle, signed_in=speaker.signed_in,
+                  staff=speaker.staff, sender=speaker.sender, members=sorted(members))
 
 
 def history(room, messages, upto):
@@ -179,9 +210,19 @@ def history(room, messages, upto):
     return _frame(type="history", room=room, messages=messages, upto=upto)
 
 
-def presence(room, event, handle, members):
+def presence(room, event, handle, members, signed_in):
     """What the room receives when someone joins or leaves: ``members`` is the count after it."""
-    return _frame(type="presence", room=room, event=event, handle=handle, members=members)
+    return _frame(type="presence", room=room, event=event, handle=handle, signed_in=signed_in, members=members)
+
+
+def deleted(room, seq, by):
+    """What the room receives when a moderator deleted its message ``seq``."""
+    return _frame(type="deleted", room=room, seq=seq, by=by)
+
+
+def muted(room, handle, seconds, by):
+    """What the room receives when a moderator muted ``handle`` for ``seconds``."""
+    return _frame(type="muted", room=room, handle=handle, seconds=seconds, by=by)
 
 
 def error(code, detail, **extra):

@@ -107,15 +107,20 @@ class Room:
         """The name of one of the room's keys in Redis."""
         return "%s%s:%s" % (KEY_PREFIX, self.group_name, part)
 
-    def join(self, reply_channel, handle):
+    def join(self, reply_channel, speaker):
         """Add a socket to the room: ``(welcome, history, joined)``, the frames to send it and the room.
 
         Member first, then the snapshots: what the room receives from now on reaches the
         socket live, and what it received before is in them (docs/history.md). Send the
-        two frames to the socket after its accept, then ``joined`` to the room.
+        two frames to the socket after its accept, then ``joined`` to the room. Raises
+        ProtocolError, the socket out of the room again, when its name is someone else's here.
         """
         self.group.add(reply_channel)
-        welcome, joined = presence.join(self, _name(reply_channel), handle)
+        try:
+            welcome, joined = presence.join(self, _name(reply_channel), speaker)
+        except ProtocolError:
+            self.group.discard(reply_channel)
+            raise
         return welcome, history.history_frame(self), joined
 
     def leave(self, reply_channel):

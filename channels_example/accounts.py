@@ -1,0 +1,114 @@
+"""Accounts with Django's own parts: LoginView and LogoutView, a sign-up page, and the admin.
+
+* ``/accounts/login/`` and ``/accounts/logout/`` are Django 2.2's LoginView and
+  LogoutView (logout by POST only: Django 2.2's logs out on a GET too, which any page
+  could trigger); ``/accounts/signup/`` is a UserCreationForm whose username follows the
+  chat's rules for a name (channels_example.chat.protocol.validate_handle) and never
+  starts with ``guest-``.
+* **Logging out, or a new password, ends every socket of that user**: the signal handlers
+  below send ``{"close": 4401}`` to the user's Group (chat.identity.user_group), so no
+  socket outlives its login; a new socket with the old cookie is a guest.
+* ``CachedModelBackend``: ``@channel_session_user`` asks for the user on every frame;
+  this keeps it in the worker's memory for USER_CACHE_SECONDS, so a chat message costs
+  no database query. A user deactivated in the admin is refused at the latest that long
+  after (every socket of a user whose password changed is closed at once).
+"""
+import threading
+import time
+
+from channels import Group
+from django import forms
+from django.conf import settings
+from django.contrib.auth import get_user_model, login
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.forms import UserCreationForm
+from django.core.exceptions import ValidationError
+from django.db.models.signals import post_save, pre_save
+from django.shortcuts import redirect, render
+from django.utils.http import is_safe_url
+
+from channels_example.chat import identity, protocol
+
+_users = {}  # user id -> (time it expires, user)
+_users_lock = threading.Lock()
+
+
+class CachedModelBackend(ModelBackend):
+    def get_user(self, user_id):
+        now = time.monotonic()
+        with _users_lock:
+            cached = _users.get(user_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        user = super().get_user(user_id)
+        with _users_lock:
+            if len(_users) > 10000:
+                _users.clear()
+            if user is not None:
+                _users[user_id] = (now + settings.USER_CACHE_SECONDS, user)
+        return user
+
+
+def forget_user(user_id):
+    with _users_lock:
+        _users.pop(user_id, None)
+
+
+def close_sockets(user_id):
+    """Close every open socket of a user (4401: signed out elsewhere)."""
+    forget_user(user_id)
+    Group(identity.user_group(user_id)).send({"close": identity.CLOSE_SIGNED_OUT})
+
+
+def on_logout(sender, request, user, **kwargs):
+    if user is not None:
+        close_sockets(user.pk)
+
+
+def remember_password(sender, instance, **kwargs):
+    """Before a user is saved, note whether its password is changing."""
+    instance._password_changed = bool(instance.pk) and not sender.objects.filter(
+        pk=instance.pk, password=instance.password).exists()
+
+
+def on_user_saved(sender, instance, created, **kwargs):
+    forget_user(instance.pk)
+    if not created and getattr(instance, "_password_changed", False):
+        close_sockets(instance.pk)
+
+
+def connect_signals():
+    from django.contrib.auth.signals import user_logged_out
+
+    user = get_user_model()
+    user_logged_out.connect(on_logout, dispatch_uid="channels_example.on_logout")
+    pre_save.connect(remember_password, sender=user, dispatch_uid="channels_example.remember_password")
+    post_save.connect(on_user_saved, sender=user, dispatch_uid="channels_example.on_user_saved")
+
+
+class SignUpForm(UserCreationForm):
+    def clean_username(self):
+        username = self.cleaned_data["username"]
+        try:
+            name = protocol.validate_handle(username)
+        except protocol.ProtocolError as invalid:
+            raise ValidationError(invalid.detail)
+        if name.lower().startswith(identity.GUEST_PREFIX):
+            raise ValidationError("names starting with %s are for guests" % identity.GUEST_PREFIX)
+        if get_user_model().objects.filter(username__iexact=name).exists():
+            raise ValidationError("that name is taken")
+        return name
+
+
+def signup(request):
+    """Create an account and sign in with it."""
+    form = SignUpForm(request.POST or None)
+    form.fields["username"].widget = forms.TextInput(attrs={"maxlength": settings.MAX_HANDLE_LENGTH,
+                                                            "autofocus": True, "autocomplete": "username"})
+    if request.method == "POST" and form.is_valid():
+        login(request, form.save(), backend="channels_example.accounts.CachedModelBackend")
+        target = request.GET.get("next", "")
+        safe = is_safe_url(target, allowed_hosts={request.get_host()}, require_https=request.is_secure())
+        return redirect(target if safe else settings.LOGIN_REDIRECT_URL)
+    return render(request, "registration/signup.html", {"form": form})
+

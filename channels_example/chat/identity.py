@@ -1,0 +1,93 @@
+"""Who is speaking: a socket is its Django user (channels 1.x's own auth), or a guest.
+
+``ws_connect`` runs under ``@channel_session_user_from_http``: the session cookie rides
+the WebSocket handshake, and channels copies the user from the HTTP session into the
+channel session, where ``@channel_session_user`` finds it for every later frame. So:
+
+* a signed-in socket speaks as its username, which the server decides; a frame cannot
+  choose who speaks (a "handle" in it is refused);
+* a guest (when settings.CHAT_GUESTS allows them) picks a name with ``?handle=`` or is
+  given ``guest-xxxxxx``; it can never take a registered username, however it is
+  cased (refused, ``handle_taken``);
+* within a room a name belongs to one person at a time (channels_example.chat.presence
+  refuses a second person, ``handle_in_use``): a signed-in user is one person on every
+  tab, a guest is one person per browser session (per socket without one);
+* ``sender``, an opaque id of the person (an HMAC of who they are), rides every frame
+  the person's messages make; the welcome frame tells each socket its own, so a page
+  marks its own messages by it, never by comparing names a stranger can choose.
+
+Every socket of a signed-in user is in the Group ``user_group(user id)``, the 1.x idiom
+for "every socket of this user": logging out or changing the password closes them all
+(channels_example.accounts).
+"""
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from channels_example.chat import protocol
+
+GUEST_PREFIX = "guest-"
+# Close code for a socket whose user signed out or changed the password elsewhere.
+CLOSE_SIGNED_OUT = 4401
+
+
+@dataclass
+class Speaker:
+    handle: str
+    signed_in: bool
+    staff: bool
+    person: str  # who they are: user:<id>, guest:<HTTP session key>, or socket:<reply channel>
+
+    @property
+    def sender(self):
+        return sender_id(self.person)
+
+
+def sender_id(person):
+    """An id that is the same for every message of one person and tells nothing about them."""
+    return hmac.new(settings.SECRET_KEY.encode("utf-8"), person.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+
+
+def user_group(user_id):
+    """The Group of every socket of one user."""
+    return "user-%d" % user_id
+
+
+def speaker_at_connect(message):
+    """The Speaker a connecting socket is (``message.user`` and ``message.http_session`` set by
+    channel_session_user_from_http); raises ProtocolError for a guest that may not be one."""
+    user = message.user
+    if user.is_authenticated:
+        return Speaker(user.get_username(), True, user.is_staff, "user:%d" % user.pk)
+    if not settings.CHAT_GUESTS:
+        raise protocol.ProtocolError("sign_in_required", "sign in to chat here: guests are not admitted")
+    handle = protocol.handle_from_query_string(message.content.get("query_string"), message.reply_channel.name)
+    if not handle.startswith(GUEST_PREFIX) and registered(handle):
+        raise protocol.ProtocolError("handle_taken", "%s is a registered name: sign in as %s, or choose another"
+                                     % (handle, handle))
+    session = getattr(message, "http_session", None)
+    person = "guest:" + session.session_key if session is not None and session.session_key else (
+        "socket:" + message.reply_channel.name)
+    return Speaker(handle, False, False, person)
+
+
+def registered(handle):
+    """True if a user has this name, in any case (Ann and ann look alike)."""
+    return get_user_model().objects.filter(username__iexact=handle).exists()
+
+
+def remember(channel_session, speaker):
+    """Keep who the socket is in its channel session, for its later frames."""
+    channel_session["handle"] = speaker.handle
+    channel_session["person"] = speaker.person
+
+
+def speaker_of(message):
+    """Who sends this frame: from the channel session, and ``message.user`` (set by channel_session_user)
+    for whether they are still signed in and staff."""
+    user = message.user
+    return Speaker(message.channel_session["handle"], user.is_authenticated, user.is_authenticated and user.is_staff,
+                   message.channel_session["person"])
