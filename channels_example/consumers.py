@@ -49,13 +49,15 @@ def ws_connect(message):
     with the reason a path that names no room, or a name the socket may not have.
 
     The client then receives its welcome (who it is, who is there) and the room's
-    history, and the room hears that it joined.
+    history (with ``?since=N``, every message after the one it showed last), and the
+    room hears that it joined.
     """
     path = message.content["path"]
     try:
         room = Room.from_path(path)
+        since = protocol.since_from_query_string(message.content.get("query_string"))
         speaker = identity.speaker_at_connect(message)
-        welcome, history_frame, joined = room.join(message.reply_channel, speaker)
+        welcome, history_frame, joined = room.join(message.reply_channel, speaker, since)
     except protocol.ProtocolError as refused:
         log.warning("refused %s: path %r: %s", _client(message), path, refused)
         message.reply_channel.send(refused.refusal())
@@ -111,7 +113,7 @@ def ws_disconnect(message):
 
 def store_message(message):
     """Save a chat message that was delivered to its room, with any others already waiting, in one transaction."""
-    history.store(message.content, *history.waiting_to_be_stored(message.channel_layer))
+    rooms.store(message.content, *history.waiting_to_be_stored(message.channel_layer))
 
 
 def sweep(message):

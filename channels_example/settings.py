@@ -281,6 +281,13 @@ CACHES = {
 # History and presence (docs/history.md).
 # A joining client receives the room's last HISTORY_LENGTH messages (the classic 1.x demo's 50).
 HISTORY_LENGTH = 50
+# A client reconnecting with ?since=N receives every message after N, up to the last
+# RESUME_LIMIT: an hour of a busy room (a message every 4 s), in one frame of at most a
+# few MB; a client that missed more is told the resume is not complete.
+RESUME_LIMIT = 1000
+# A room's recent list in Redis keeps the last HISTORY_LENGTH messages and every message
+# not yet stored, at most this many (the chat.history channel's capacity).
+RECENT_LIMIT = 20000
 # The database keeps at least this many messages per room; older ones are pruned by the
 # worker that stores every HISTORY_PRUNE_EVERY-th message of the room, so never more
 # than HISTORY_RETENTION + HISTORY_PRUNE_EVERY - 1.

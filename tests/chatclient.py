@@ -10,15 +10,17 @@ from websockets.asyncio.client import connect
 TIMEOUT = 30
 
 
-def url(port, room, handle=None):
-    address = "ws://127.0.0.1:%d/%s/" % (port, quote(room))
-    return address + ("?handle=" + quote(handle) if handle else "")
+def url(port, room, handle=None, since=None):
+    query = "&".join(part for part in ("handle=" + quote(handle) if handle else "",
+                                       "since=%d" % since if since is not None else "") if part)
+    return "ws://127.0.0.1:%d/%s/" % (port, quote(room)) + ("?" + query if query else "")
 
 
-def join(port, room, handle=None, **kwargs):
-    """``async with join(port, room) as ws``: a socket in ``room``, opened as a page from the server would."""
+def join(port, room, handle=None, since=None, **kwargs):
+    """``async with join(port, room) as ws``: a socket in ``room``, opened as a page from the server would;
+    ``since``: reconnecting after the message with that seq."""
     kwargs.setdefault("origin", "http://127.0.0.1:%d" % port)
-    return connect(url(port, room, handle), open_timeout=TIMEOUT, max_queue=None, **kwargs)
+    return connect(url(port, room, handle, since), open_timeout=TIMEOUT, max_queue=None, **kwargs)
 
 
 @contextlib.asynccontextmanager

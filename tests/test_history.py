@@ -94,3 +94,56 @@ def test_a_stored_message_keeps_who_sent_it():
     frame = json.loads(history.history_frame(LOBBY)["text"])
     item = frame["messages"][0]
     assert (item["handle"], item["signed_in"], item["sender"]) == ("ann", False, ANN.sender)
+
+
+def resumed(since):
+    frame = json.loads(history.history_frame(LOBBY, since)["text"])
+    return [item["seq"] for item in frame["messages"]], frame["upto"], frame["since"], frame["complete"]
+
+
+def test_a_resume_gets_every_message_after_since_then_says_it_is_complete(recent):
+    for number in range(10):
+        recent.append(LOBBY, message("m%d" % number))
+    assert resumed(7) == ([8, 9, 10], 10, 7, True)
+    assert resumed(10) == ([], 10, 10, True)
+    assert resumed(0) == (list(range(1, 11)), 10, 0, True)
+
+
+def test_the_recent_list_keeps_every_message_not_yet_stored(recent, settings):
+    settings.HISTORY_LENGTH = 3
+    for number in range(10):
+        recent.append(LOBBY, message("m%d" % number))
+    # Nothing stored yet: a resume from Redis (or memory) alone has all ten.
+    assert Message.objects.count() == 0
+    assert resumed(0)[0] == list(range(1, 11))
+
+
+def test_once_stored_the_recent_list_lets_them_go_and_a_resume_reads_the_database_too(recent, settings):
+    settings.HISTORY_LENGTH = 3
+    for number in range(10):
+        recent.append(LOBBY, message("m%d" % number))
+    delivered = [dict(message("m%d" % (seq - 1)), room="lobby", seq=seq) for seq in range(1, 8)]
+    history.stored(LOBBY, history.store(*delivered)["lobby"])
+    in_list, _ = recent.snapshot(LOBBY, 0)
+    assert [item["seq"] for item in in_list] == [8, 9, 10]  # the last 3, the unstored 8-10 among them
+    assert resumed(2) == (list(range(3, 11)), 10, 2, True)
+
+
+def test_a_client_that_missed_more_than_the_limit_gets_the_last_ones_and_complete_false(recent, settings):
+    settings.RESUME_LIMIT = 4
+    for number in range(10):
+        recent.append(LOBBY, message("m%d" % number))
+    assert resumed(1) == ([7, 8, 9, 10], 10, 1, False)
+
+
+def test_a_since_above_the_rooms_latest_gets_the_history_of_a_join_and_complete_false(recent, settings):
+    settings.HISTORY_LENGTH = 2
+    for number in range(5):
+        recent.append(LOBBY, message("m%d" % number))
+    assert resumed(99) == ([4, 5], 5, 99, False)
+
+
+def test_when_redis_lost_the_room_a_resume_comes_from_the_database(settings):
+    for seq in range(1, 6):
+        history.store({"room": "lobby", "seq": seq, "handle": "ann", "message": str(seq), "ts": 1764000000000})
+    assert resumed(2) == ([3, 4, 5], 5, 2, True)

@@ -158,3 +158,15 @@ def test_json_nested_too_deep_to_parse_is_taken_as_text():
 def test_an_error_frame_may_carry_more_fields():
     assert json.loads(protocol.error("rate_limited", "slow down", retry_after=0.2)["text"]) == {
         "type": "error", "code": "rate_limited", "detail": "slow down", "retry_after": 0.2}
+
+
+@pytest.mark.parametrize("query, since", [(b"", None), (b"handle=ann", None), (b"since=0", 0), (b"since=42&handle=a", 42)])
+def test_since_comes_from_the_query_string(query, since):
+    assert protocol.since_from_query_string(query) == since
+
+
+@pytest.mark.parametrize("query", [b"since=", b"since=-1", b"since=1.5", b"since=abc", "since=\u0663".encode()])
+def test_a_since_that_is_not_a_seq_is_refused(query):
+    with pytest.raises(protocol.ProtocolError) as refused:
+        protocol.since_from_query_string(query)
+    assert refused.value.code == "bad_since"

@@ -74,17 +74,38 @@ def forget(room, seq):
     return bool(Message.objects.filter(room=room.name, seq=seq).delete()[0]) or known
 
 
-def history_frame(room):
-    """The history frame for a client joining ``room`` now. Call it after adding the client to the Group."""
-    snapshot = recent().snapshot(room)
-    if snapshot is None:
-        snapshot = _stored_snapshot(room)
-    messages, upto = snapshot
-    return gate.snapshot(room.channel_layer, protocol.history(room.name, messages, upto), STREAM, upto)
+def history_frame(room, since=None):
+    """The history frame for a client joining ``room`` now. Call it after adding the client to the Group.
+
+    Without ``since``: the room's last HISTORY_LENGTH messages. With ``since`` (the highest
+    seq the client has shown): every message numbered above it, oldest first, at most the
+    last RESUME_LIMIT, and ``complete`` saying whether that is all of them. A ``since``
+    above the room's latest number (the client's room is not this one: Redis and the
+    database lost it) gets the last HISTORY_LENGTH messages and ``complete`` false.
+    """
+    snapshot = recent().snapshot(room, since)
+    messages, upto = snapshot if snapshot is not None else ([], _stored_upto(room))
+    if since is None or since > upto:
+        wanted = max(upto - settings.HISTORY_LENGTH, 0)
+    else:
+        wanted = max(since, upto - settings.RESUME_LIMIT)
+    # What the recent list no longer holds comes from the database (read after it: a message
+    # is trimmed from the list only once stored, so each is in one or the other).
+    first = messages[0]["seq"] if messages else upto + 1
+    if first > wanted + 1:
+        rows = Message.objects.filter(room=room.name, seq__gt=wanted, seq__lt=first).order_by("seq")
+        messages = [_from_row(row) for row in rows] + messages
+    if since is None:
+        frame = protocol.history(room.name, messages, upto)
+    else:
+        frame = protocol.history(room.name, messages, upto, since=since,
+                                 complete=since <= upto and upto - since <= settings.RESUME_LIMIT)
+    return gate.snapshot(room.channel_layer, frame, STREAM, upto)
 
 
 def store(*stored):
-    """Save delivered messages (what ``queue_for_storing`` sent) in one transaction; prune now and then.
+    """Save delivered messages (what ``queue_for_storing`` sent) in one transaction; prune now and
+    then. Returns the seqs handled, by room name, for ``stored``.
 
     Saving a message twice is harmless: (room, seq) is unique and a repeat is skipped. A
     message a moderator deleted before it was stored is not stored. If the database
@@ -109,6 +130,15 @@ def store(*stored):
             except REFUSED as refused:
                 log.error("message %s of room %r not stored: the database refused it: %s",
                           item["seq"], item["room"], refused)
+    by_room = {}
+    for item in stored:
+        by_room.setdefault(item["room"], []).append(item["seq"])
+    return by_room
+
+
+def stored(room, seqs):
+    """These messages of the room are in the database (or never will be): its recent list may let them go."""
+    recent().stored(room, seqs)
 
 
 REFUSED = (DataError, IntegrityError, ValueError)
@@ -138,12 +168,6 @@ def waiting_to_be_stored(channel_layer, limit=STORE_BATCH):
     return batch
 
 
-def _stored_snapshot(room):
-    rows = Message.objects.filter(room=room.name).order_by("-seq")[:settings.HISTORY_LENGTH]
-    messages = [_from_row(row) for row in reversed(rows)]
-    return messages, (messages[-1]["seq"] if messages else 0)
-
-
 def _from_row(row):
     speaker = SimpleNamespace(handle=row.handle, signed_in=row.signed_in, sender=row.sender)
     message = protocol.chat_message(row.room, speaker, row.message)
@@ -165,17 +189,31 @@ class LocalRecent:
     def append(self, room, message):
         with self._lock:
             if room.name not in self._rooms:
-                self._rooms[room.name] = {"seq": _stored_upto(room), "recent": deque(maxlen=settings.HISTORY_LENGTH)}
+                self._rooms[room.name] = {"seq": _stored_upto(room), "recent": deque(), "unstored": set()}
             state = self._rooms[room.name]
             state["seq"] += 1
             state["recent"].append(dict(message, seq=state["seq"]))
+            state["unstored"].add(state["seq"])
+            self._trim(state)
             return state["seq"]
 
-    def snapshot(self, room):
-        """``(messages oldest first, upto)``, or None when this process has not numbered the room yet."""
+    def snapshot(self, room, since=None):
+        """``(messages oldest first, upto)``: the last HISTORY_LENGTH, or those numbered above
+        ``since`` (the last RESUME_LIMIT at most) that the list holds; None when this process has
+        not numbered the room yet."""
         with self._lock:
             state = self._rooms.get(room.name)
-            return (list(state["recent"]), state["seq"]) if state else None
+            if state is None:
+                return None
+            count = _count(since, state["seq"])
+            return list(state["recent"])[-count:] if count else [], state["seq"]
+
+    def stored(self, room, seqs):
+        with self._lock:
+            state = self._rooms.get(room.name)
+            if state is not None:
+                state["unstored"].difference_update(seqs)
+                self._trim(state)
 
     def forget(self, room, seq):
         with self._lock:
@@ -187,53 +225,89 @@ class LocalRecent:
             state["recent"].extend(kept)
             return True
 
+    @staticmethod
+    def _trim(state):
+        keep_from = min(min(state["unstored"], default=state["seq"]), state["seq"] - settings.HISTORY_LENGTH + 1)
+        while state["recent"] and state["recent"][0]["seq"] < keep_from:
+            state["recent"].popleft()
+
+
+def _count(since, upto):
+    """How many of the newest messages a snapshot wants."""
+    if since is None or since > upto:
+        return settings.HISTORY_LENGTH
+    return min(upto - since, settings.RESUME_LIMIT)
+
 
 class RedisRecent:
-    """Numbering and recent lists in Redis, on the room's shard: for runworker on any host."""
+    """Numbering and recent lists in Redis, on the room's shard: for runworker on any host.
+
+    A room has a counter, its recent list (newest first) and the set of its messages not yet
+    stored: the list keeps the last HISTORY_LENGTH messages and every message not yet in the
+    database, so that a message is always in one or the other (a resume reads both).
+    """
 
     def __init__(self, shards):
         self.shards = shards
 
     def append(self, room, message):
         text = json.dumps(message, ensure_ascii=False)
-        args = [text, settings.HISTORY_LENGTH, settings.HISTORY_IDLE_EXPIRY]
+        args = [text, settings.HISTORY_LENGTH, settings.HISTORY_IDLE_EXPIRY, settings.RECENT_LIMIT]
         seq = self._run(self.lua_append, room, args + [""])
         if seq is None:
             seq = self._run(self.lua_append, room, args + [_stored_upto(room)])
         return seq
 
-    def snapshot(self, room):
-        """``(messages oldest first, upto)``, or None when Redis does not know the room."""
-        found = self._run(self.lua_snapshot, room, [])
+    def snapshot(self, room, since=None):
+        """As LocalRecent.snapshot, or None when Redis does not know the room."""
+        args = ["" if since is None else since, settings.HISTORY_LENGTH, settings.RESUME_LIMIT]
+        found = self._run(self.lua_snapshot, room, args)
         if found is None:
             return None
         upto, items = found
         return [json.loads(item) for item in reversed(items)], int(upto)
 
+    def stored(self, room, seqs):
+        self._run(self.lua_stored, room, [settings.HISTORY_LENGTH] + list(seqs))
+
     def forget(self, room, seq):
         return bool(self._run(self.lua_forget, room, [', "seq": %d}' % seq]))
 
     def _run(self, source, room, args):
-        return self.shards.run(source, [room.key("seq"), room.key("recent")], args)
+        return self.shards.run(source, [room.key("seq"), room.key("recent"), room.key("unstored")], args)
 
-    # KEYS: the room's counter, its recent list. ARGV: message JSON without seq, history
-    # length, idle expiry (s), first number minus one when the counter is missing ('' = unknown).
-    # Returns the message's seq, or nil when the counter is missing and ARGV[4] is ''.
+    # KEYS: the room's counter, its recent list, its unstored set. ARGV: message JSON without
+    # seq, history length, idle expiry (s), the list's most, first number minus one when the
+    # counter is missing ('' = unknown). Returns the message's seq, or nil when the counter is
+    # missing and ARGV[5] is ''. The list keeps every unstored message and the last ARGV[2].
     lua_append = """
         if redis.call('EXISTS', KEYS[1]) == 0 then
-          if ARGV[4] == '' then return nil end
-          redis.call('SET', KEYS[1], ARGV[4])
+          if ARGV[5] == '' then return nil end
+          redis.call('SET', KEYS[1], ARGV[5])
         end
         local seq = redis.call('INCR', KEYS[1])
         redis.call('LPUSH', KEYS[2], string.sub(ARGV[1], 1, -2) .. ', "seq": ' .. seq .. '}')
-        redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
-        redis.call('EXPIRE', KEYS[1], ARGV[3])
-        redis.call('EXPIRE', KEYS[2], ARGV[3])
+        redis.call('ZADD', KEYS[3], seq, seq)
+        local oldest = tonumber(redis.call('ZRANGE', KEYS[3], 0, 0)[1])
+        local keep = math.min(math.max(tonumber(ARGV[2]), seq - oldest + 1), tonumber(ARGV[4]))
+        redis.call('LTRIM', KEYS[2], 0, keep - 1)
+        for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
         return seq
     """
 
-    # KEYS: the room's counter, its recent list. ARGV: the end of the item to remove (its seq,
-    # as lua_append wrote it). Returns 1 if an item was removed.
+    # KEYS: as for lua_append. ARGV: history length, then the seqs now stored. The list may then
+    # let them go.
+    lua_stored = """
+        for i = 2, #ARGV do redis.call('ZREM', KEYS[3], ARGV[i]) end
+        local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+        local oldest = tonumber(redis.call('ZRANGE', KEYS[3], 0, 0)[1] or seq + 1)
+        local keep = math.max(tonumber(ARGV[1]), seq - oldest + 1)
+        redis.call('LTRIM', KEYS[2], 0, keep - 1)
+        return 1
+    """
+
+    # KEYS: as for lua_append. ARGV: the end of the item to remove (its seq, as lua_append wrote
+    # it). Returns 1 if an item was removed.
     lua_forget = """
         for _, item in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
           if string.sub(item, -#ARGV[1]) == ARGV[1] then
@@ -244,11 +318,17 @@ class RedisRecent:
         return 0
     """
 
-    # KEYS: the room's counter, its recent list. Returns {counter, items newest first}, or nil.
+    # KEYS: as for lua_append. ARGV: since ('' for a join), history length, resume limit.
+    # Returns {counter, the wanted items newest first} (see _count), or nil.
     lua_snapshot = """
         local seq = redis.call('GET', KEYS[1])
         if not seq then return nil end
-        return {seq, redis.call('LRANGE', KEYS[2], 0, -1)}
+        local count = tonumber(ARGV[2])
+        if ARGV[1] ~= '' and tonumber(ARGV[1]) <= tonumber(seq) then
+          count = math.min(tonumber(seq) - tonumber(ARGV[1]), tonumber(ARGV[3]))
+        end
+        if count == 0 then return {seq, {}} end
+        return {seq, redis.call('LRANGE', KEYS[2], 0, count - 1)}
     """
 
 

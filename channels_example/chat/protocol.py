@@ -20,6 +20,9 @@ Server to client, always JSON text frames. On joining, in this order:
                                   carry) and the handles of everyone in the room
     {"type": "history", "room", "messages", "upto"}    the room's last messages (each a
                                                       "message" frame), oldest first
+                                  with ?since=N (a reconnect: the highest seq shown) also
+                                  "since" and "complete": every message after N, oldest
+                                  first, or the last RESUME_LIMIT and complete false
 then, with no gap and no duplicate after those two:
     {"type": "message", "room", "handle", "signed_in", "sender", "message", "ts", "seq"}
                                   ts: ms since the epoch; seq: the message's number in
@@ -186,6 +189,18 @@ def handle_from_query_string(query_string, reply_channel):
     return "guest-" + hashlib.sha1(reply_channel.encode("utf-8")).hexdigest()[:6]
 
 
+def since_from_query_string(query_string):
+    """The ``?since=N`` a reconnecting client sent (the highest seq it has shown), or None."""
+    if isinstance(query_string, bytes):
+        query_string = query_string.decode("utf-8", "replace")
+    values = parse_qs(query_string or "", keep_blank_values=True).get("since")
+    if not values:
+        return None
+    if not values[0].isdigit() or not values[0].isascii():
+        raise ProtocolError("bad_since", "since is the seq of the last message shown, 0 or more, not %r" % values[0])
+    return int(values[0])
+
+
 def chat_message(room, speaker, message):
     """A chat message as a worker accepts it: the fields of its frame except ``seq``,
     which the room assigns when the message reaches it (channels_example.chat.rooms)."""
@@ -204,10 +219,11 @@ def welcome(room, speaker, members):
                   staff=speaker.staff, sender=speaker.sender, members=sorted(members))
 
 
-def history(room, messages, upto):
+def history(room, messages, upto, **resumed):
     """The second frame: the room's last messages, oldest first; ``upto`` is the seq
-    of the room's latest message when the history was read (0 in a new room)."""
-    return _frame(type="history", room=room, messages=messages, upto=upto)
+    of the room's latest message when the history was read (0 in a new room). A resume
+    adds ``since`` and ``complete`` (channels_example.chat.history.history_frame)."""
+    return _frame(type="history", room=room, messages=messages, upto=upto, **resumed)
 
 
 def presence(room, event, handle, members, signed_in):

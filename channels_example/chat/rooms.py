@@ -107,12 +107,13 @@ class Room:
         """The name of one of the room's keys in Redis."""
         return "%s%s:%s" % (KEY_PREFIX, self.group_name, part)
 
-    def join(self, reply_channel, speaker):
+    def join(self, reply_channel, speaker, since=None):
         """Add a socket to the room: ``(welcome, history, joined)``, the frames to send it and the room.
 
         Member first, then the snapshots: what the room receives from now on reaches the
         socket live, and what it received before is in them (docs/history.md). Send the
-        two frames to the socket after its accept, then ``joined`` to the room. Raises
+        two frames to the socket after its accept, then ``joined`` to the room. ``since``: the
+        highest seq a reconnecting client has shown (history.history_frame). Raises
         ProtocolError, the socket out of the room again, when its name is someone else's here.
         """
         self.group.add(reply_channel)
@@ -121,7 +122,7 @@ class Room:
         except ProtocolError:
             self.group.discard(reply_channel)
             raise
-        return welcome, history.history_frame(self), joined
+        return welcome, history.history_frame(self, since), joined
 
     def leave(self, reply_channel):
         """Remove a socket from the room, and tell the room."""
@@ -149,6 +150,12 @@ class Room:
 def _name(channel):
     """A reply channel's name, given the channel (as a consumer has it) or its name (as a sweep has it)."""
     return getattr(channel, "name", channel)
+
+
+def store(*delivered):
+    """Store delivered messages (history.store), then let the rooms' recent lists forget them."""
+    for name, seqs in history.store(*delivered).items():
+        history.stored(Room(name), seqs)
 
 
 def sweep():
