@@ -34,6 +34,16 @@ _users_lock = threading.Lock()
 
 
 class CachedModelBackend(ModelBackend):
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is None and password is not None:
+            found = get_user_model()._default_manager.filter(username=username).first()
+            if found is not None and not found.has_usable_password():
+                # CVE-2024-39329 (channels_example.backports): hash as for any other user, so
+                # the time taken tells nothing about which usernames exist.
+                get_user_model()().set_password(password)
+        return user
+
     def get_user(self, user_id):
         now = time.monotonic()
         with _users_lock:

@@ -1,9 +1,9 @@
-"""The chat app's configuration: daphne's bounds installed, sockets closed on logout, SQLite tuned
-for workers that store a message each."""
+"""The chat app's configuration: Django 2.2's security backports and daphne's bounds installed,
+sockets closed on logout, SQLite tuned for workers that store a message each."""
 from django.apps import AppConfig
 from django.db.backends.signals import connection_created
 
-from channels_example import interface
+from channels_example import backports, interface
 
 
 class ChatConfig(AppConfig):
@@ -12,6 +12,7 @@ class ChatConfig(AppConfig):
     def ready(self):
         from channels_example import accounts  # it uses the auth models, which load with the apps
 
+        backports.install()
         interface.install()
         accounts.connect_signals()
         connection_created.connect(tune_sqlite)
