@@ -30,7 +30,7 @@ from channels.auth import channel_session_user, channel_session_user_from_http
 from channels.security.websockets import allowed_hosts_only
 from django.conf import settings
 
-from channels_example.chat import history, identity, moderation, ordering, protocol, rooms
+from channels_example.chat import history, identity, metrics, moderation, ordering, protocol, rooms
 from channels_example.chat.ordering import in_order
 from channels_example.chat.rooms import Room
 
@@ -60,9 +60,11 @@ def ws_connect(message):
         welcome, history_frame, joined = room.join(message.reply_channel, speaker, since)
     except protocol.ProtocolError as refused:
         log.warning("refused %s: path %r: %s", _client(message), path, refused)
+        metrics.count_error(refused.code)
         message.reply_channel.send(refused.refusal())
         return
     message.channel_session["room"] = room.name
+    message.channel_session["client"] = _client(message)
     identity.remember(message.channel_session, speaker)
     if message.user.is_authenticated:
         Group(identity.user_group(message.user.pk)).add(message.reply_channel)
@@ -82,6 +84,7 @@ def ws_message(message):
     room = message.channel_session.get("room")
     if room is None:
         log.warning("dropped a frame from %s: its socket is in no room", message.reply_channel.name)
+        metrics.count_error("not_joined")
         message.reply_channel.send(protocol.error("not_joined", "this socket is in no room"))
         return
     room, speaker = Room(room), identity.speaker_of(message)
@@ -94,9 +97,13 @@ def ws_message(message):
             raise protocol.ProtocolError("muted", "a moderator muted you here: %.0f s to go" % wait,
                                          retry_after=round(wait, 1))
     except protocol.ProtocolError as invalid:
+        metrics.count_error(invalid.code)
         message.reply_channel.send(invalid.frame())
         return
-    room.send(protocol.chat_message(room.name, speaker, args[0]))
+    chat_message = protocol.chat_message(room.name, speaker, args[0])
+    if "received_at" in message.content:  # daphne's layer stamps frames (frame_timestamps)
+        chat_message["received_at"] = message.content["received_at"]
+    room.send(chat_message)
 
 
 @in_order
@@ -106,6 +113,8 @@ def ws_disconnect(message):
     room = message.channel_session.get("room")
     if room is not None:
         Room(room).leave(message.reply_channel)
+        log.info("%s left %r as %s, code %s", message.channel_session.get("client", "unknown client"), room,
+                 message.channel_session.get("handle"), message.content.get("code"))
     if message.user.is_authenticated:
         Group(identity.user_group(message.user.pk)).discard(message.reply_channel)
     message.channel_session.set_expiry(settings.CHANNEL_MESSAGE_EXPIRY)
@@ -117,6 +126,8 @@ def store_message(message):
 
 
 def sweep(message):
-    """Remove the sockets of daphnes that died without disconnecting them; deliver disconnects held behind a lost frame."""
+    """Remove the sockets of daphnes that died without disconnecting them, deliver disconnects held
+    behind a lost frame, and sample the deployment's figures (once a second)."""
     rooms.sweep()
     ordering.sweep()
+    metrics.sample()

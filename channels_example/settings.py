@@ -17,6 +17,8 @@ laptop and production comes from the environment:
     CHAT_SOCKETS_PER_CLIENT  open sockets per client address, or off (default 100)
     CHANNEL_LAYER_KEYS       comma-separated keys: asgi_redis encrypts channel messages in Redis
     CHAT_GUESTS              "1" (default): people without an account may chat; "0": sign in first
+    METRICS_TOKEN            lets a scraper elsewhere than loopback read /metrics and /status
+    LOG_FORMAT               "plain" (default) or "json"
 """
 import os
 
@@ -198,6 +200,13 @@ CHAT_RATE_LIMIT = _rate_limit(os.environ.get("CHAT_RATE_LIMIT", "5/s:20"))
 _sockets_per_client = os.environ.get("CHAT_SOCKETS_PER_CLIENT", "100")
 SOCKETS_PER_CLIENT = None if _sockets_per_client.strip().lower() == "off" else int(_sockets_per_client)
 
+# Operations (docs/operations.md). /healthz answers within this many seconds whatever is
+# down: a load balancer's check usually waits 2 s.
+HEALTH_TIMEOUT = 1.5
+# /metrics and /status answer loopback clients; with METRICS_TOKEN set, also a scraper that
+# sends "Authorization: Bearer <token>" (and /status a staff user).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+
 REDIS_HOSTS = [url.strip() for url in os.environ.get("REDIS_URL", "").split(",") if url.strip()]
 # Redis on a network you do not trust: asgi_redis encrypts every channel message (Fernet)
 # with the first of these keys and reads with any of them. Sessions are signed, not
@@ -213,6 +222,8 @@ CHAT_TRANSPORT = {
     "gate_streams": ["history", "presence"],
     "gap_seconds": ORDERING_GAP_SECONDS,
     "timers": {"chat.sweep": SWEEP_INTERVAL},
+    # Each frame carries the time daphne received it: the latency figure of /metrics.
+    "frame_timestamps": True,
     "expiry": CHANNEL_MESSAGE_EXPIRY,
     # Members whose daphne died without a disconnect leave after this at the latest.
     "group_expiry": WEBSOCKET_LIFETIME,
@@ -297,11 +308,17 @@ HISTORY_PRUNE_EVERY = 100
 # after that they are read back from the database when the room is used again.
 HISTORY_IDLE_EXPIRY = 7 * 86400
 
+# One line per connect, refusal and close, with room, client and code (consumers.py,
+# interface/bounds.py); LOG_FORMAT=json writes each as a JSON object, for log shippers.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "pythonjsonlogger.json.JsonFormatter",
+                 "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": os.environ.get("LOG_FORMAT", "plain")}},
     "loggers": {
         "channels_example": {
             "handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO"), "propagate": False,

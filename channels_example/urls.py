@@ -5,7 +5,7 @@ from django.urls import path, re_path
 from django.views.decorators.http import require_POST
 from django.views.static import serve
 
-from channels_example import accounts, views
+from channels_example import accounts, monitoring, views
 
 urlpatterns = [
     path("", views.index, name="index"),
@@ -15,6 +15,11 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", require_POST(auth_views.LogoutView.as_view()), name="logout"),
     path("accounts/signup/", accounts.signup, name="signup"),
+    # Operations (docs/operations.md). daphne answers /healthz itself when no worker does.
+    path("healthz", monitoring.healthz, name="healthz"),
+    path("metrics", monitoring.prometheus, name="metrics"),
+    path("status/", monitoring.status, name="status"),
+    path("status.json", monitoring.status_json, name="status-json"),
     # Django's admin: users, stored messages, moderators' actions (manage.py createsuperuser).
     path("admin/", admin.site.urls),
     # The page's one JS and one CSS file, served by the workers even with DEBUG off so the

@@ -9,6 +9,7 @@ and there is one list of servers, the layer's ``hosts``.
 
 ``PerDeployment`` makes that choice once per process, the first time a store is used.
 """
+import redis
 from channels import DEFAULT_CHANNEL_LAYER, channel_layers
 
 
@@ -64,3 +65,27 @@ class PerDeployment:
         """Choose again on next use (for tests that switch the channel layer)."""
         for store in cls._all:
             store._chosen = None
+
+
+_pingers = {}
+
+
+def ping(layer, timeout):
+    """``{"shard N": "ok" or the error}`` for every shard of an asgi_redis layer.
+
+    Through clients of their own with a timeout: a Redis that hangs (not one that is down)
+    would otherwise hold the asking thread for ever.
+    """
+    results = {}
+    for index in range(layer.ring_size):
+        try:
+            pinger = _pingers.get((id(layer), index))
+            if pinger is None:
+                options = dict(layer.connection(index).connection_pool.connection_kwargs,
+                               socket_timeout=timeout, socket_connect_timeout=timeout)
+                pinger = _pingers[id(layer), index] = redis.StrictRedis(**options)
+            pinger.ping()
+            results["shard %d" % index] = "ok"
+        except redis.RedisError as error:
+            results["shard %d" % index] = "%s: %s" % (type(error).__name__, error)
+    return results

@@ -38,7 +38,7 @@ from django.db import DataError, IntegrityError, transaction
 from django.db.models import Max
 
 from channels_example.backends.shards import PerDeployment
-from channels_example.chat import protocol
+from channels_example.chat import metrics, protocol
 from channels_example.layers import gate
 from channels_example.models import Message, ModerationAction
 
@@ -51,9 +51,10 @@ STORE_CHANNEL = "chat.history"
 STORE_BATCH = 100
 
 
-def append(room, message):
-    """Number a chat message in its room and add it to the room's recent list; its ``seq``."""
-    return recent().append(room, message)
+def append(room, message, latency=None):
+    """Number a chat message in its room and add it to the room's recent list; its ``seq``. Counted
+    for the deployment's figures (chat.metrics), with ``latency``, seconds since daphne received it."""
+    return recent().append(room, message, latency)
 
 
 def queue_for_storing(room, seq, message):
@@ -186,7 +187,8 @@ class LocalRecent:
         self._lock = threading.Lock()
         self._rooms = {}
 
-    def append(self, room, message):
+    def append(self, room, message, latency=None):
+        metrics.counters().message(room.name, latency)
         with self._lock:
             if room.name not in self._rooms:
                 self._rooms[room.name] = {"seq": _stored_upto(room), "recent": deque(), "unstored": set()}
@@ -250,12 +252,13 @@ class RedisRecent:
     def __init__(self, shards):
         self.shards = shards
 
-    def append(self, room, message):
+    def append(self, room, message, latency=None):
         text = json.dumps(message, ensure_ascii=False)
         args = [text, settings.HISTORY_LENGTH, settings.HISTORY_IDLE_EXPIRY, settings.RECENT_LIMIT]
-        seq = self._run(self.lua_append, room, args + [""])
+        counted = ["" if latency is None else metrics.latency_bucket(latency), latency or 0]
+        seq = self._run(self.lua_append, room, args + [""] + counted, counting=True)
         if seq is None:
-            seq = self._run(self.lua_append, room, args + [_stored_upto(room)])
+            seq = self._run(self.lua_append, room, args + [_stored_upto(room)] + counted, counting=True)
         return seq
 
     def snapshot(self, room, since=None):
@@ -273,13 +276,18 @@ class RedisRecent:
     def forget(self, room, seq):
         return bool(self._run(self.lua_forget, room, [', "seq": %d}' % seq]))
 
-    def _run(self, source, room, args):
-        return self.shards.run(source, [room.key("seq"), room.key("recent"), room.key("unstored")], args)
+    def _run(self, source, room, args, counting=False):
+        keys = [room.key("seq"), room.key("recent"), room.key("unstored")]
+        if counting:
+            keys += [metrics.MESSAGES, metrics.LATENCY, metrics.LATENCY_SUM]
+        return self.shards.run(source, keys, args)
 
-    # KEYS: the room's counter, its recent list, its unstored set. ARGV: message JSON without
-    # seq, history length, idle expiry (s), the list's most, first number minus one when the
-    # counter is missing ('' = unknown). Returns the message's seq, or nil when the counter is
-    # missing and ARGV[5] is ''. The list keeps every unstored message and the last ARGV[2].
+    # KEYS: the room's counter, its recent list, its unstored set, and the figures: messages,
+    # the latency histogram and its sum (chat.metrics). ARGV: message JSON without seq, history
+    # length, idle expiry (s), the list's most, first number minus one when the counter is
+    # missing ('' = unknown), the latency's bucket ('' = none) and seconds. Returns the seq,
+    # or nil when the counter is missing and ARGV[5] is ''. The list keeps every unstored
+    # message and the last ARGV[2].
     lua_append = """
         if redis.call('EXISTS', KEYS[1]) == 0 then
           if ARGV[5] == '' then return nil end
@@ -292,6 +300,11 @@ class RedisRecent:
         local keep = math.min(math.max(tonumber(ARGV[2]), seq - oldest + 1), tonumber(ARGV[4]))
         redis.call('LTRIM', KEYS[2], 0, keep - 1)
         for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+        redis.call('INCR', KEYS[4])
+        if ARGV[6] ~= '' then
+          redis.call('HINCRBY', KEYS[5], ARGV[6], 1)
+          redis.call('INCRBYFLOAT', KEYS[6], ARGV[7])
+        end
         return seq
     """
 

@@ -30,7 +30,7 @@ from channels import DEFAULT_CHANNEL_LAYER, channel_layers
 from django.conf import settings
 
 from channels_example.backends.shards import PerDeployment
-from channels_example.chat import protocol
+from channels_example.chat import metrics, protocol
 from channels_example.layers import gate
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,7 @@ class LocalMembers:
             state["names"][handle] = ((held[0] if held else 0) + 1, holder)
             state["members"][socket] = handle
             state["number"] += 1
+            metrics.counters().room(room.name, True)
             return len(state["members"]), state["number"], list(state["members"].values())
 
     def leave(self, room, socket):
@@ -150,7 +151,13 @@ class LocalMembers:
             if held > 1:
                 state["names"][handle] = (held - 1, holder)
             state["number"] += 1
+            metrics.counters().room(room.name, bool(state["members"]))
             return handle, holder, len(state["members"]), state["number"]
+
+    def handles(self, room):
+        with self._lock:
+            state = self._rooms.get(room.name)
+            return list(state["members"].values()) if state else []
 
     def next_event(self, room):
         with self._lock:
@@ -170,7 +177,7 @@ class RedisMembers:
         index_key = self._index_key(socket)
         self.shards.client(index_key).pipeline().hset(index_key, socket, room.name).expire(
             index_key, settings.WEBSOCKET_LIFETIME).execute()
-        joined = self._run(self.lua_join, room, [socket, handle, settings.WEBSOCKET_LIFETIME, holder])
+        joined = self._run(self.lua_join, room, [socket, handle, settings.WEBSOCKET_LIFETIME, holder, room.name])
         if joined is None:
             self.shards.client(index_key).hdel(index_key, socket)
             return None
@@ -178,13 +185,17 @@ class RedisMembers:
         return count, number, [value.decode("utf-8") for value in handles]
 
     def leave(self, room, socket):
-        left = self._run(self.lua_leave, room, [socket])
+        left = self._run(self.lua_leave, room, [socket, room.name])
         index_key = self._index_key(socket)
         self.shards.client(index_key).hdel(index_key, socket)
         if left is None:
             return None
         handle, holder, count, number = left
         return handle.decode("utf-8"), holder.decode("utf-8"), count, number
+
+    def handles(self, room):
+        key = room.key("members")
+        return [handle.decode("utf-8") for handle in self.shards.client(key).hvals(key)]
 
     def next_event(self, room):
         key = room.key("presence")
@@ -200,11 +211,12 @@ class RedisMembers:
         return SOCKETS_PREFIX + self.shards.layer.non_local_name(socket)
 
     def _run(self, source, room, args):
-        return self.shards.run(source, [room.key("members"), room.key("presence"), room.key("names")], args)
+        keys = [room.key("members"), room.key("presence"), room.key("names"), metrics.ROOMS]
+        return self.shards.run(source, keys, args)
 
     # KEYS: the room's members hash (socket -> handle), its change counter, its names hash
-    # (handle -> "<sockets> <holder>"). ARGV: socket, handle, expiry (s), holder.
-    # Nil when another holder has the handle in the room.
+    # (handle -> "<sockets> <holder>"), the set of rooms with members (chat.metrics). ARGV:
+    # socket, handle, expiry (s), holder, room name. Nil when another holder has the handle.
     lua_join = """
         local held = redis.call('HGET', KEYS[3], ARGV[2])
         local count = 0
@@ -217,11 +229,13 @@ class RedisMembers:
         redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
         local number = redis.call('INCR', KEYS[2])
         for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+        redis.call('SADD', KEYS[4], ARGV[5])
         local handles = redis.call('HVALS', KEYS[1])
         return {#handles, number, handles}
     """
 
-    # KEYS: as for lua_join. ARGV: socket. Returns {handle, holder, count, number}; nil if not a member.
+    # KEYS: as for lua_join. ARGV: socket, room name. Returns {handle, holder, count, number};
+    # nil if not a member.
     lua_leave = """
         local handle = redis.call('HGET', KEYS[1], ARGV[1])
         if not handle then return nil end
@@ -232,7 +246,9 @@ class RedisMembers:
         if count > 1 then redis.call('HSET', KEYS[3], handle, (count - 1) .. ' ' .. holder)
         else redis.call('HDEL', KEYS[3], handle) end
         local number = redis.call('INCR', KEYS[2])
-        return {handle, holder, redis.call('HLEN', KEYS[1]), number}
+        local count = redis.call('HLEN', KEYS[1])
+        if count == 0 then redis.call('SREM', KEYS[4], ARGV[2]) end
+        return {handle, holder, count, number}
     """
 
 

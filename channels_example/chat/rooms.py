@@ -23,6 +23,7 @@ if their digests collide.
 import base64
 import hashlib
 import re
+import time
 import unicodedata
 
 from channels import Group
@@ -140,7 +141,8 @@ class Room:
 
     def publish(self, message):
         """Number the message, keep it for joiners, deliver it to the room, and queue it for storing."""
-        seq = history.append(self, message)
+        received_at = message.pop("received_at", None)
+        seq = history.append(self, message, None if received_at is None else time.time() - received_at)
         self.group.send(gate.live(self.channel_layer, protocol.message_frame(message, seq), history.STREAM, seq),
                         immediately=True)
         history.queue_for_storing(self, seq, message)

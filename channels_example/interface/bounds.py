@@ -40,6 +40,7 @@ from twisted.web import http
 from zope.interface import implementer
 
 from channels_example.chat import protocol
+from channels_example.interface import health
 from channels_example.interface.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class BoundedHTTPFactory(HTTPFactory):
         self.ws_factory.setProtocolOptions(maxFramePayloadSize=settings.WEBSOCKET_MAX_PAYLOAD,
                                            maxMessagePayloadSize=settings.WEBSOCKET_MAX_PAYLOAD, failByDrop=False)
         self.sockets_by_client = {}
+        self.figures = health.DaphneFigures(self)
 
     def buildProtocol(self, addr):
         channel = http.HTTPFactory.buildProtocol(self, addr)
@@ -84,6 +86,11 @@ BoundedHTTPFactory.protocol = BoundedHTTPChannel
 
 class BoundedWebRequest(WebRequest):
     refused = False
+
+    def process(self):
+        if self.path == b"/healthz" and self.method in (b"GET", b"HEAD"):
+            return health.healthz(self, super().process)
+        super().process()
 
     def handleContentChunk(self, data):
         if self.refused:
@@ -173,6 +180,7 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
             return self.close_with(1008, "rate limit: too many frames, too fast")
         frame = protocol.error("rate_limited", "too many messages: wait %.1f s" % retry_after,
                                retry_after=round(retry_after, 2))
+        self.main_factory.figures.errors["rate_limited"] += 1
         self.sendMessage(frame["text"].encode("utf-8"))
 
     def serverSend(self, content, binary=False):
@@ -208,6 +216,9 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
             self.maxMessagePayloadSize = limit
 
     def onClose(self, wasClean, code, reason):
+        if hasattr(self, "reply_channel"):  # an open socket, not a refused handshake
+            closed = self.localCloseCode if self.closedByMe and self.localCloseCode else code
+            self.main_factory.figures.closes[str(closed or 1006)] += 1
         if self.client_counted is not None:
             counts = self.main_factory.sockets_by_client
             counts[self.client_counted] -= 1

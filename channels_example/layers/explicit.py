@@ -20,6 +20,9 @@
 5. **Timed channels.** ``timers`` maps a channel to an interval in seconds: each daphne
    process sends ``{"from": <its process channel>}`` to it that often (a periodic sweep,
    with nothing to run but daphne and the workers).
+6. **Frame timestamps.** With ``frame_timestamps``, each ``websocket.receive`` message
+   carries ``received_at``, the time (``time.time()``) daphne handed it to the layer, so a
+   worker can measure how long a frame took to reach where it is handled.
 """
 import collections
 import importlib
@@ -37,13 +40,14 @@ class ExplicitDelivery:
     """Mixed into a stock layer (asgi_redis's, asgiref's in-memory) before it in the bases."""
 
     def __init__(self, socket_backlog=None, socket_progress=None, max_frame_length=None, gate_streams=(),
-                 gap_seconds=1.0, timers=None, **config):
+                 gap_seconds=1.0, timers=None, frame_timestamps=False, **config):
         super().__init__(**config)
         if socket_backlog is not None and socket_progress is None:
             raise ValueError("socket_backlog needs socket_progress: the dotted path of a function "
                              "(reply channel) -> the order of its next frame not yet handled")
         self.socket_backlog = socket_backlog
         self.max_frame_length = max_frame_length
+        self.frame_timestamps = frame_timestamps
         self.timers = dict(timers or {})
         self.gate = JoinGate(gate_streams, gap_seconds=gap_seconds, closed_seconds=self.expiry)
         self.dropped = 0
@@ -62,7 +66,9 @@ class ExplicitDelivery:
         super().send(channel, message)
 
     def frame_for_workers(self, message):
-        """The frame as it goes to a worker: an over-long one as its length only."""
+        """The frame as it goes to a worker: an over-long one as its length only; stamped if asked."""
+        if self.frame_timestamps:
+            message = dict(message, received_at=time.time())
         body = message.get("text") if message.get("text") is not None else message.get("bytes")
         if self.max_frame_length is None or body is None or len(body) <= self.max_frame_length:
             return message

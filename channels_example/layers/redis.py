@@ -23,7 +23,9 @@ differs is how messages are moved, which is where the 1.x stack spent its time:
 * **Heartbeats** (the ``heartbeats`` extension): each daphne marks its process alive
   in Redis once a second, for ``heartbeat_ttl`` seconds; ``dead_processes`` names the
   processes whose heartbeat stopped, so an application can clean up after a daphne
-  that died without sending its sockets' disconnects.
+  that died without sending its sockets' disconnects. Workers keep one too, from their
+  receive loop; ``alive()`` counts both, and ``queue_lengths()`` reads every channel's
+  backlog on every shard, for monitoring.
 * **Redis down** is logged once and waited out; runworker, which has no error handling
   of its own, keeps running.
 
@@ -32,7 +34,9 @@ layer for a list of Redis URLs (several = shards).
 """
 import collections
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 import uuid
@@ -67,6 +71,8 @@ class FastRedisLayer(ExplicitDelivery):
         self._ready = collections.deque()
         self._redis_down = False
         self._heartbeat_at = 0.0
+        self._worker_heartbeat_at = 0.0
+        self.worker_name = "%s:%d:%s" % (socket.gethostname(), os.getpid(), self.client_prefix)
         # Only in daphne, the one caller of receive_twisted: the thread writing its frames.
         self._outbox = None
 
@@ -173,7 +179,14 @@ class FastRedisLayer(ExplicitDelivery):
         """Take one message, from the channels in ``worker_priority`` order."""
         if self._ready:
             return self._ready.popleft()
-        return self._surviving(lambda: self._receive(channels, block), (None, None))
+        return self._surviving(lambda: self._worker_alive() or self._receive(channels, block), (None, None))
+
+    def _worker_alive(self):
+        """A worker's heartbeat, once a second from its receive loop (which runs at least that often)."""
+        now = time.monotonic()
+        if now - self._worker_heartbeat_at >= 1:
+            self._worker_heartbeat_at = now
+            self.heartbeat(self.worker_name, registry="workers")
 
     def _receive(self, channels, block):
         channels = sorted(channels, key=lambda channel: self.worker_priority.get(channel, len(self.worker_priority)))
@@ -285,11 +298,11 @@ class FastRedisLayer(ExplicitDelivery):
             self.heartbeat(process)
         self.tick(process)
 
-    def heartbeat(self, process):
-        """Mark a daphne process alive for heartbeat_ttl seconds (its reader does it every second)."""
+    def heartbeat(self, process, registry="processes"):
+        """Mark a daphne process (or a worker) alive for heartbeat_ttl seconds (each does it every second)."""
         self.shard(self.key("heartbeat:" + process)).set(
             self.key("heartbeat:" + process), 1, px=int(self.heartbeat_ttl * 1000))
-        self.shard(self.key("processes")).zadd(self.key("processes"), **{process: 0})
+        self.shard(self.key(registry)).zadd(self.key(registry), **{process: int(time.time())})
 
     def dead_processes(self):
         """The daphne processes that kept a heartbeat and stopped, until ``forget_process``."""
@@ -300,6 +313,27 @@ class FastRedisLayer(ExplicitDelivery):
 
     def forget_process(self, process):
         self.shard(self.key("processes")).zrem(self.key("processes"), process)
+
+    def alive(self, registry="processes"):
+        """The daphne processes (or, ``registry="workers"``, the workers) whose heartbeat is live."""
+        names = [name.decode("utf8") for name in self.shard(self.key(registry)).zrange(self.key(registry), 0, -1)]
+        alive = [name for name in names if self.shard(self.key("heartbeat:" + name)).exists(self.key("heartbeat:" + name))]
+        # A worker that stopped long ago leaves the registry (daphnes leave it when swept).
+        if registry == "workers":
+            stale = int(time.time()) - max(self.group_expiry, 3600)
+            self.shard(self.key(registry)).zremrangebyscore(self.key(registry), 0, stale)
+        return alive
+
+    def queue_lengths(self, channels):
+        """``{channel: messages waiting}`` for these channels, summed over every shard."""
+        lengths = dict.fromkeys(channels, 0)
+        for index in range(self.ring_size):
+            pipe = self.connection(index).pipeline(transaction=False)
+            for channel in channels:
+                pipe.llen(self.prefix + channel)
+            for channel, length in zip(channels, pipe.execute()):
+                lengths[channel] += length
+        return lengths
 
     ### Lua ###
 
