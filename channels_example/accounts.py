@@ -5,16 +5,19 @@
   could trigger); ``/accounts/signup/`` is a UserCreationForm whose username follows the
   chat's rules for a name (channels_example.chat.protocol.validate_handle) and never
   starts with ``guest-``.
-* **Logging out, or a new password, ends every socket of that user**: the signal handlers
+* **Logging out, a new password, or an account made inactive ends every socket of that
+  user**: the signal handlers
   below send ``{"close": 4401}`` to the user's Group (chat.identity.user_group), so no
   socket outlives its login; a new socket with the old cookie is a guest.
 * ``CachedModelBackend``: ``@channel_session_user`` asks for the user on every frame;
   this keeps it in the worker's memory for USER_CACHE_SECONDS, so a chat message costs
-  no database query. A user deactivated in the admin is refused at the latest that long
-  after (every socket of a user whose password changed is closed at once).
+  no database query. A connect never trusts the cache: chat.identity reads the user
+  afresh there, so a session made stale by a new password or an inactive account is a
+  guest at once on every worker.
 """
 import threading
 import time
+from importlib import import_module
 
 from channels import Group
 from django import forms
@@ -59,6 +62,19 @@ class CachedModelBackend(ModelBackend):
         return user
 
 
+_sessions_cleared = 0.0
+
+
+def clear_expired_sessions():
+    """``manage.py clearsessions``, at most once an hour per worker (from chat.sweep): every guest's
+    visit makes a session row (views.index), and nothing else removes them."""
+    global _sessions_cleared
+    if time.monotonic() - _sessions_cleared < 3600:
+        return
+    _sessions_cleared = time.monotonic()
+    import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()
+
+
 def forget_user(user_id):
     with _users_lock:
         _users.pop(user_id, None)
@@ -83,7 +99,7 @@ def remember_password(sender, instance, **kwargs):
 
 def on_user_saved(sender, instance, created, **kwargs):
     forget_user(instance.pk)
-    if not created and getattr(instance, "_password_changed", False):
+    if not created and (getattr(instance, "_password_changed", False) or not instance.is_active):
         close_sockets(instance.pk)
 
 

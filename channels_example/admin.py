@@ -5,9 +5,16 @@ from channels_example.models import Message, ModerationAction
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
+    """The stored history, to read. A message is deleted from the chat page by a moderator
+    (chat.moderation): that also takes it out of Redis and tells the room, which deleting
+    the row here would not."""
+
     list_display = ("room", "seq", "handle", "signed_in", "message", "created")
     list_filter = ("room", "signed_in")
     search_fields = ("handle", "message")
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(ModerationAction)

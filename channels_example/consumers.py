@@ -30,6 +30,7 @@ from channels.auth import channel_session_user, channel_session_user_from_http
 from channels.security.websockets import allowed_hosts_only
 from django.conf import settings
 
+from channels_example import accounts
 from channels_example.chat import history, identity, metrics, moderation, ordering, protocol, rooms
 from channels_example.chat.ordering import in_order
 from channels_example.chat.rooms import Room
@@ -43,6 +44,7 @@ def _client(message):
 
 
 @allowed_hosts_only
+@identity.no_session_key_in_url
 @channel_session_user_from_http
 def ws_connect(message):
     """Join the room named by the path as the socket's user (or a guest) and accept; refuse
@@ -131,3 +133,4 @@ def sweep(message):
     rooms.sweep()
     ordering.sweep()
     metrics.sample()
+    accounts.clear_expired_sessions()

@@ -45,7 +45,7 @@ class IdentityTestCase(ChannelTestCase):
         reply = client.get_next_message(client.reply_channel)
         if reply.content.get("close"):
             return json.loads(reply.content["text"])
-        welcome, history = client.receive(), client.receive()
+        welcome, _ = client.receive(), client.receive()
         client.receive()  # its own join event
         return welcome
 
@@ -190,3 +190,32 @@ class TestModeration(IdentityTestCase):
         self.connect(mod)
         mod.send_and_consume("websocket.receive", text=json.dumps({"action": "delete", "seq": 99}), path="/lobby/")
         self.assertEqual(mod.receive()["code"], "no_such_message")
+
+
+class TestStaleSessions(IdentityTestCase):
+    def test_an_account_made_inactive_loses_its_open_sockets(self):
+        ann = self.client_for(self.ann)
+        self.connect(ann)
+        self.ann.is_active = False
+        self.ann.save()
+        self.assertEqual(ann.get_next_message(ann.reply_channel).content, {"close": identity.CLOSE_SIGNED_OUT})
+
+    def test_a_connect_with_a_session_from_before_a_new_password_is_a_guest_whatever_a_worker_cached(self):
+        ann = self.client_for(self.ann)
+        stale = get_user_model().objects.get(pk=self.ann.pk)
+        self.ann.set_password("a-new-password-2")
+        self.ann.save()
+        accounts._users[self.ann.pk] = (float("inf"), stale)  # as another worker still has it
+        welcome = self.connect(ann)
+        self.assertEqual((welcome["signed_in"], welcome["handle"].startswith("guest-")), (False, True))
+
+    def test_a_session_key_in_the_url_is_not_a_way_in(self):
+        session = self.client_for(self.ann).browser_session
+        welcome = self.connect(WSClient(), "/lobby/?session_key=%s&handle=visitor" % session)
+        self.assertEqual((welcome["handle"], welcome["signed_in"]), ("visitor", False))
+
+    def test_a_username_the_chat_cannot_show_is_refused_at_connect_with_the_reason(self):
+        long_name = get_user_model().objects.create_user("x" * 40, password="long-password-1")
+        refusal = self.connect(self.client_for(long_name))
+        self.assertEqual(refusal["code"], "bad_handle")
+        self.assertIn("cannot be a name in the chat", refusal["detail"])

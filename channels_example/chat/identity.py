@@ -20,12 +20,15 @@ Every socket of a signed-in user is in the Group ``user_group(user id)``, the 1.
 for "every socket of this user": logging out or changing the password closes them all
 (channels_example.accounts).
 """
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth import HASH_SESSION_KEY, get_user_model
+from django.utils.crypto import constant_time_compare
 
 from channels_example.chat import protocol
 
@@ -59,19 +62,38 @@ def user_group(user_id):
 def speaker_at_connect(message):
     """The Speaker a connecting socket is (``message.user`` and ``message.http_session`` set by
     channel_session_user_from_http); raises ProtocolError for a guest that may not be one."""
-    user = message.user
-    if user.is_authenticated:
-        return Speaker(user.get_username(), True, user.is_staff, "user:%d" % user.pk)
+    user = fresh(message.user, getattr(message, "http_session", None))
+    if user is not None:
+        try:
+            handle = protocol.validate_handle(user.get_username())
+        except protocol.ProtocolError as unusable:
+            raise protocol.ProtocolError("bad_handle", "the username %r cannot be a name in the chat: %s"
+                                         % (user.get_username(), unusable.detail))
+        return Speaker(handle, True, user.is_staff, "user:%d" % user.pk)
     if not settings.CHAT_GUESTS:
         raise protocol.ProtocolError("sign_in_required", "sign in to chat here: guests are not admitted")
     handle = protocol.handle_from_query_string(message.content.get("query_string"), message.reply_channel.name)
-    if not handle.startswith(GUEST_PREFIX) and registered(handle):
+    if registered(handle):
         raise protocol.ProtocolError("handle_taken", "%s is a registered name: sign in as %s, or choose another"
                                      % (handle, handle))
     session = getattr(message, "http_session", None)
     person = "guest:" + session.session_key if session is not None and session.session_key else (
         "socket:" + message.reply_channel.name)
     return Speaker(handle, False, False, person)
+
+
+def fresh(user, http_session):
+    """The signed-in user as the database has it now, or None: ``message.user`` may come from a
+    worker's cache (accounts.CachedModelBackend), and at connect a session made stale by a new
+    password or an inactive account must not pass."""
+    if not user.is_authenticated:
+        return None
+    current = get_user_model()._default_manager.filter(pk=user.pk, is_active=True).first()
+    session_hash = http_session.get(HASH_SESSION_KEY) if http_session is not None else None
+    if current is None or not session_hash or not constant_time_compare(
+            session_hash, current.get_session_auth_hash()):
+        return None
+    return current
 
 
 def registered(handle):
@@ -91,3 +113,19 @@ def speaker_of(message):
     user = message.user
     return Speaker(message.channel_session["handle"], user.is_authenticated, user.is_authenticated and user.is_staff,
                    message.channel_session["person"])
+
+
+def no_session_key_in_url(consumer):
+    """Drop ``?session_key=`` before channels' http_session reads it (it prefers it to the cookie):
+    a session key in a URL ends up in logs and proxies, and lets a link fix someone's session."""
+    @functools.wraps(consumer)
+    def inner(message, *args, **kwargs):
+        query_string = message.content.get("query_string") or b""
+        if isinstance(query_string, str):
+            query_string = query_string.encode("utf-8")
+        if b"session_key" in query_string:
+            pairs = parse_qsl(query_string.decode("utf-8", "replace"), keep_blank_values=True)
+            message.content["query_string"] = urlencode([pair for pair in pairs if pair[0] != "session_key"]).encode()
+        return consumer(message, *args, **kwargs)
+
+    return inner
