@@ -42,7 +42,7 @@ def healthz(request):
     """The worker's half of /healthz (daphne's half is channels_example.interface.health)."""
     layer = channel_layers[DEFAULT_CHANNEL_LAYER]
     body = {"status": "ok", "worker": "%s pid %d" % (os.uname().nodename, os.getpid())}
-    body["redis"] = ping(layer, settings.HEALTH_TIMEOUT) if hasattr(layer, "ring_size") else "none (in-memory layer)"
+    body["redis"] = ping(layer, settings.HEALTH_TIMEOUT) if hasattr(layer, "timed_connection") else "none (in-memory layer)"
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")

@@ -10,6 +10,9 @@ laptop and production comes from the environment:
     REDIS_URL      unset: the seed's in-memory layer (runserver only);
                    set: asgi_redis, e.g. redis://127.0.0.1:6379/0, or several
                    comma-separated URLs to shard the layer over several servers
+    REDIS_SENTINELS  host:port,host:port,...: Redis Sentinel instead (high availability),
+    REDIS_SERVICES   with one Sentinel service per shard, in shard order (default "chat");
+    REDIS_PASSWORD, REDIS_SENTINEL_PASSWORD  the masters' and the sentinels' passwords
     DATABASE_URL   unset: SQLite at SQLITE_PATH (default db.sqlite3 here);
                    set: sqlite:///path, or PostgreSQL: postgres://user:password@host:5432/name
     LOG_LEVEL      the project's loggers (default INFO)
@@ -208,6 +211,14 @@ HEALTH_TIMEOUT = 1.5
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
 REDIS_HOSTS = [url.strip() for url in os.environ.get("REDIS_URL", "").split(",") if url.strip()]
+# Redis Sentinel (docs/deploying.md): the sentinels, and one service (a master and its
+# replicas) per shard. A failover promotes a replica; every process follows it.
+REDIS_SENTINELS = [(address.rpartition(":")[0], int(address.rpartition(":")[2]))
+                   for address in os.environ.get("REDIS_SENTINELS", "").split(",") if address.strip()]
+REDIS_SERVICES = [name for name in os.environ.get("REDIS_SERVICES", "chat").split(",") if name]
+# Over Sentinel a numbered message waits (at most this long) until a replica has it, so
+# that a failover cannot take back a number the room has seen (docs/deploying.md).
+NUMBERING_REPLICAS, NUMBERING_REPLICA_WAIT_MS = (1, 100) if REDIS_SENTINELS else (0, 0)
 # Redis on a network you do not trust: asgi_redis encrypts every channel message (Fernet)
 # with the first of these keys and reads with any of them. Sessions are signed, not
 # encrypted, and history and members are plain: put TLS (rediss://) in front as well.
@@ -254,7 +265,19 @@ REDIS_TRANSPORT = dict(
     heartbeat_ttl=DAPHNE_HEARTBEAT_TTL,
     symmetric_encryption_keys=CHANNEL_LAYER_KEYS or None,
 )
-if REDIS_HOSTS:
+if REDIS_SENTINELS:
+    CHANNEL_LAYERS = {
+        "default": {
+            # asgi_redis's Sentinel layer, with the project's changes (channels_example/layers/sentinel.py).
+            "BACKEND": "channels_example.layers.RedisSentinelChannelLayer",
+            "ROUTING": "channels_example.routing.channel_routing",
+            "CONFIG": dict(REDIS_TRANSPORT, hosts=REDIS_SENTINELS, services=REDIS_SERVICES,
+                           password=os.environ.get("REDIS_PASSWORD") or None,
+                           sentinel_password=os.environ.get("REDIS_SENTINEL_PASSWORD") or None),
+        },
+    }
+    CHANNEL_SESSION_ENGINE = "channels_example.backends.sessions"
+elif REDIS_HOSTS:
     CHANNEL_LAYERS = {
         "default": {
             # asgi_redis's layer, made explicit and fast (channels_example/layers/redis.py);

@@ -38,8 +38,45 @@ def procfile():
 
 
 def redis_argv(port, data_dir, password=None):
-    argv = ["redis-server", REDIS_CONF, "--port", str(port), "--dir", str(data_dir)]
+    # A copy in the server's own folder: Sentinel makes Redis rewrite its config file.
+    config = os.path.join(str(data_dir), "redis.conf")
+    shutil.copyfile(REDIS_CONF, config)
+    argv = ["redis-server", config, "--port", str(port), "--dir", str(data_dir)]
     return argv + (["--requirepass", password] if password else [])
+
+
+# Redis Sentinel on one machine (scripts/prod --sentinel, the failover tests): a sentinel
+# takes a master for down when it has not answered for SENTINEL_DOWN_AFTER_MS (1 s: long
+# enough for a busy master never to be taken for dead on this machine, short enough that
+# rooms are silent for a few seconds only); quorum 2 of 3 sentinels; a failover that stalls
+# is tried again after SENTINEL_FAILOVER_TIMEOUT_MS.
+SENTINEL_DOWN_AFTER_MS = 1000
+SENTINEL_FAILOVER_TIMEOUT_MS = 5000
+SENTINEL_QUORUM = 2
+
+
+def replica_argv(port, data_dir, master_port, password=None):
+    argv = redis_argv(port, data_dir, password) + ["--replicaof", "127.0.0.1", str(master_port)]
+    return argv + (["--masterauth", password] if password else [])
+
+
+def sentinel_argv(port, data_dir, masters, password=None, sentinel_password=None):
+    """redis-sentinel watching ``masters`` (``{service: master port}``); its config file is written
+    to ``data_dir``, where the sentinel rewrites it as it learns."""
+    lines = ["port %d" % port, "bind 127.0.0.1", "dir %s" % data_dir, "sentinel resolve-hostnames no"]
+    for service, master_port in masters.items():
+        lines += ["sentinel monitor %s 127.0.0.1 %d %d" % (service, master_port, SENTINEL_QUORUM),
+                  "sentinel down-after-milliseconds %s %d" % (service, SENTINEL_DOWN_AFTER_MS),
+                  "sentinel failover-timeout %s %d" % (service, SENTINEL_FAILOVER_TIMEOUT_MS),
+                  "sentinel parallel-syncs %s 1" % service]
+        if password:
+            lines.append("sentinel auth-pass %s %s" % (service, password))
+    if sentinel_password:
+        lines.append("requirepass %s" % sentinel_password)
+    config = os.path.join(str(data_dir), "sentinel-%d.conf" % port)
+    with open(config, "w") as file:
+        file.write("\n".join(lines) + "\n")
+    return ["redis-sentinel", config]
 
 
 def production_env(redis_url, **extra):
@@ -187,3 +224,69 @@ class Postgres:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
 
+
+
+def start_redis(folder, shards=1, sentinel=False, password=None):
+    """Redis for scripts/prod: ``shards`` servers, or with ``sentinel`` per shard a master and a
+    replica watched by three sentinels. ``(processes started, the environment naming them)``."""
+    started, masters = [], {}
+
+    def start(name, argv_for):
+        port, data = free_port(), os.path.join(folder, name)
+        os.makedirs(data)
+        process = Process(name, argv_for(port, data), port=port, log_path=os.path.join(data, "log"))
+        started.append(process.start())
+        return process
+
+    for number in range(shards):
+        master = start("shard%d" % number, lambda port, data: redis_argv(port, data, password))
+        masters["shard%d" % number] = master.port
+        if sentinel:
+            start("shard%d-replica" % number, lambda port, data: replica_argv(port, data, master.port, password))
+    if not sentinel:
+        auth = ":%s@" % password if password else ""
+        return started, {"REDIS_URL": ",".join("redis://%s127.0.0.1:%d/0" % (auth, port) for port in masters.values())}
+    sentinels = [start("sentinel-%d" % number, lambda port, data: sentinel_argv(port, data, masters, password))
+                 for number in range(3)]
+    return started, {"REDIS_SENTINELS": ",".join("127.0.0.1:%d" % process.port for process in sentinels),
+                     "REDIS_SERVICES": ",".join(masters), "REDIS_PASSWORD": password or ""}
+
+
+def main(argv=None):
+    """``python -m channels_example.topology redis [--sentinel] [--shards N]``: start Redis as
+    scripts/prod wants it, print the environment that names it on one line, and stop it all,
+    by PID, on SIGTERM or SIGINT, removing its folder."""
+    import argparse
+    import secrets
+
+    parser = argparse.ArgumentParser(prog="python -m channels_example.topology")
+    parser.add_argument("what", choices=["redis"])
+    parser.add_argument("--sentinel", action="store_true")
+    parser.add_argument("--shards", type=int, default=1)
+    options = parser.parse_args(argv)
+    folder = tempfile.mkdtemp(prefix="channels_example-redis-")
+    started = []
+
+    def stop(*_):
+        for process in reversed(started):
+            process.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        processes, env = start_redis(folder, options.shards, options.sentinel, secrets.token_hex(16))
+        started += processes
+    except BaseException:
+        stop()
+        raise
+    print(" ".join("%s=%s" % item for item in env.items()), flush=True)
+    for process in started:
+        print("  %-18s pid %-7d 127.0.0.1:%d" % (process.name, process.pid, process.port), file=sys.stderr, flush=True)
+    while True:
+        signal.pause()
+
+
+if __name__ == "__main__":
+    main()

@@ -6,12 +6,14 @@ by its PID.
 """
 import sqlite3
 import subprocess
+import time
 
 import dj_database_url
 import psycopg2
+import redis
 
 from channels_example import topology
-from channels_example.layers import RedisChannelLayer
+from channels_example.layers import RedisChannelLayer, RedisSentinelChannelLayer
 from tests.servers import LOAD, Process, free_port, manage
 
 SECRET_KEY = "end-to-end-tests-only"
@@ -23,8 +25,11 @@ class Stack:
         self.redis, self.daphnes, self.workers = [], [], []
         self.env = None
 
-    def start(self, workers=2, daphnes=1, shards=1, database_url=None, daphne_args=(), **env):
+    def start(self, workers=2, daphnes=1, shards=1, database_url=None, daphne_args=(), sentinel=False, **env):
         """Start it all; ``database_url`` selects PostgreSQL (DATABASE_URL), else SQLite in the test's folder.
+
+        ``sentinel``: each shard is a Sentinel service ("shard0", ...) of a master and a replica,
+        watched by three sentinels; the processes reach Redis through them (REDIS_SENTINELS).
 
         ``env`` is added to every process's environment (a value of None removes a variable);
         without it the load-shaped tests run without the rate limit (tests.servers.LOAD).
@@ -36,6 +41,8 @@ class Stack:
             self.redis.append(self._start(Process("redis-%d" % number, topology.redis_argv(port, data), port=port)))
         env = dict(LOAD, SECRET_KEY=SECRET_KEY, SQLITE_PATH=str(self.folder / "db.sqlite3"),
                    DATABASE_URL=database_url or "", **env)
+        if sentinel:
+            env.update(self._start_sentinels(), REDIS_URL=None)
         self.env = {key: value for key, value in topology.production_env(self.redis_url, **env).items()
                     if value is not None}
         subprocess.run(manage("migrate", "--verbosity", "0"), env=self.env, check=True)
@@ -45,6 +52,43 @@ class Stack:
         for _ in range(workers):
             self.add_worker()
         return self
+
+    def _start_sentinels(self):
+        """A replica of each shard's master and three sentinels; the environment that names them."""
+        self.services = {"shard%d" % number: server for number, server in enumerate(self.redis)}
+        self.replicas = []
+        for service, master in self.services.items():
+            port, data = free_port(), self.folder / ("%s-replica" % service)
+            data.mkdir()
+            self.replicas.append(self._start(Process(
+                "%s-replica" % service, topology.replica_argv(port, data, master.port), port=port)))
+        self.sentinels = []
+        for number in range(3):
+            port, data = free_port(), self.folder / ("sentinel-%d" % number)
+            data.mkdir()
+            masters = {service: master.port for service, master in self.services.items()}
+            self.sentinels.append(self._start(Process(
+                "sentinel-%d" % number, topology.sentinel_argv(port, data, masters), port=port)))
+        self.wait_for_sentinels()
+        return {"REDIS_SENTINELS": ",".join("127.0.0.1:%d" % sentinel.port for sentinel in self.sentinels),
+                "REDIS_SERVICES": ",".join(self.services)}
+
+    def wait_for_sentinels(self, timeout=30):
+        """Until every sentinel knows every service's replica and the two other sentinels."""
+        deadline = time.monotonic() + timeout
+        for sentinel in self.sentinels:
+            client = redis.StrictRedis(port=sentinel.port)
+            for service in self.services:
+                while not (len(client.execute_command("SENTINEL", "REPLICAS", service)) >= 1
+                           and len(client.execute_command("SENTINEL", "SENTINELS", service)) >= 2):
+                    assert time.monotonic() < deadline, "sentinel %d does not know %s yet" % (sentinel.port, service)
+                    time.sleep(0.1)  # sentinels learn by gossip, every second or so
+
+    def master_port(self, service):
+        """Where the sentinels say the service's master is now."""
+        host, port = redis.StrictRedis(port=self.sentinels[0].port).execute_command(
+            "SENTINEL", "GET-MASTER-ADDR-BY-NAME", service)
+        return int(port)
 
     def _start(self, process, name=None):
         process.name = name or process.name
@@ -66,7 +110,7 @@ class Stack:
         return self.daphnes[0].port
 
     def processes(self):
-        return self.redis + self.daphnes + self.workers
+        return self.redis + getattr(self, "replicas", []) + getattr(self, "sentinels", []) + self.daphnes + self.workers
 
     def logs(self, processes=None):
         return "\n".join(process.read_log() for process in (processes or self.workers + self.daphnes))
@@ -90,6 +134,9 @@ class Stack:
 
     def dropped(self):
         """Group-send drops counted by the layers of every process, on every shard."""
+        if getattr(self, "sentinels", None):
+            return RedisSentinelChannelLayer(hosts=[("127.0.0.1", sentinel.port) for sentinel in self.sentinels],
+                                             services=list(self.services)).dropped_total()
         return RedisChannelLayer(hosts=self.redis_url.split(",")).dropped_total()
 
     def stop(self):

@@ -9,6 +9,7 @@ gets its history. Where the point is memory, the servers' peak RSS is read from
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -170,9 +171,10 @@ def test_20_clients_that_never_read_are_closed_alone_and_daphne_stays_bounded(pr
     assert len(leaves) == readers and "sender" not in leaves
     got = [frame["message"][:5] for frame in frames if frame["type"] == "message"]
     assert got == ["%05d" % number for number in range(sent)], "the watcher lost or reordered messages"
-    # Unbounded, each would hold most of the 8 MB sent to it (the kernel takes about 2 MB);
-    # bounded, about SOCKET_MAX_UNSENT (1 MiB) each.
-    assert grown[daphne] < readers * 2, "daphne grew %.0f MB" % grown[daphne]
+    # Unbounded, each would hold most of the 8 MB sent to it (the kernel takes about 2 MB):
+    # about 120 MB. Bounded, SOCKET_MAX_UNSENT (1 MiB) each, and about as much again in
+    # passing while Twisted joins a socket's buffered writes into one.
+    assert grown[daphne] < readers * 3, "daphne grew %.0f MB" % grown[daphne]
     assert stack.logs(stack.daphnes).count("reads too slowly") == readers
 
 
@@ -354,7 +356,7 @@ def test_scripts_prod_guards_its_redis_and_leaves_nothing_behind(tmp_path):
             lines.append(line)
             if "chat at http://" in line:
                 break
-        redis_url = next(line.split("redis-cli -u ")[1].strip() for line in lines if "redis-cli -u" in line)
+        redis_url = next(re.search(r"REDIS_URL=(\S+)", line).group(1) for line in lines if "REDIS_URL=" in line)
         port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
         with pytest.raises(redis.exceptions.ResponseError, match="NOAUTH|Authentication required"):
             redis.StrictRedis(port=port).ping()
@@ -364,12 +366,12 @@ def test_scripts_prod_guards_its_redis_and_leaves_nothing_behind(tmp_path):
         assert guarded.config_get("bind")["bind"] == "127.0.0.1"
         started = [int(pid) for pid in subprocess.run(["pgrep", "-s", str(launcher.pid)], capture_output=True,
                                                       text=True).stdout.split()]
-        started += [int(pid) for pid in subprocess.run(["pgrep", "-f", "redis-server.*%d" % port],
+        started += [int(pid) for pid in subprocess.run(["pgrep", "-f", "redis-server.*%d|channels_example.topology" % port],
                                                        capture_output=True, text=True).stdout.split()]
     finally:
         os.killpg(launcher.pid, signal.SIGINT)  # Ctrl-C
         rest = launcher.communicate(timeout=TIMEOUT)[0]
-    assert "stopped redis-server" in rest
+    assert "stopped Redis" in rest
     assert [pid for pid in started if _alive(pid)] == []
     assert list(tmp_path.glob("channels_example-redis-*")) == []
 

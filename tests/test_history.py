@@ -147,3 +147,39 @@ def test_when_redis_lost_the_room_a_resume_comes_from_the_database(settings):
     for seq in range(1, 6):
         history.store({"room": "lobby", "seq": seq, "handle": "ann", "message": str(seq), "ts": 1764000000000})
     assert resumed(2) == ([3, 4, 5], 5, 2, True)
+
+
+def test_a_resume_holds_nothing_at_or_below_since_when_messages_were_deleted(recent):
+    for number in range(10):
+        recent.append(LOBBY, message("m%d" % number))
+    for seq in (8, 9):
+        assert history.forget(LOBBY, seq)
+    assert resumed(6) == ([7, 10], 10, 6, True)
+
+
+def test_a_deletion_made_while_a_batch_was_being_stored_still_removes_the_row():
+    from unittest import mock
+
+    from channels_example.models import ModerationAction
+
+    real = history._deleted
+    calls = []
+
+    def deleted_meanwhile(items):
+        calls.append(1)
+        if len(calls) == 1:
+            ModerationAction.objects.create(moderator_name="mod", action="delete", room="lobby", seq=2)
+            return set()  # read before the moderator acted
+        return real(items)
+
+    with mock.patch.object(history, "_deleted", deleted_meanwhile):
+        history.store(*({"room": "lobby", "seq": seq, "handle": "ann", "message": "m", "ts": 0} for seq in (1, 2)))
+    assert list(Message.objects.values_list("seq", flat=True)) == [1]
+
+
+def test_a_message_never_stored_stops_holding_the_recent_list_open(recent, settings, monkeypatch):
+    settings.HISTORY_LENGTH = 2
+    monkeypatch.setattr(history, "UNSTORED_MS", 0)  # every unstored message has waited too long
+    for number in range(6):
+        recent.append(LOBBY, message("m%d" % number))
+    assert [item["seq"] for item in recent.snapshot(LOBBY, 0)[0]] == [5, 6]

@@ -38,6 +38,23 @@ class Shards:
         return script(keys=keys, args=args, client=client)
 
 
+    def run_replicated(self, source, keys, args, replicas, timeout_ms):
+        """``run``, then Redis's WAIT on the same connection: ``(result, how many replicas have it)``.
+
+        WAIT counts the replicas that have every write of the connection it is sent on, so it
+        goes in one pipeline with the script.
+        """
+        client = self.client(keys[0])
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = client.register_script(source)
+        pipe = client.pipeline(transaction=False)
+        script(keys=keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", replicas, timeout_ms)
+        result, acknowledged = pipe.execute()
+        return result, acknowledged
+
+
 def of_deployment():
     """Shards over the default channel layer's servers, or None when it is not asgi_redis's."""
     layer = channel_layers[DEFAULT_CHANNEL_LAYER]
@@ -81,9 +98,7 @@ def ping(layer, timeout):
         try:
             pinger = _pingers.get((id(layer), index))
             if pinger is None:
-                options = dict(layer.connection(index).connection_pool.connection_kwargs,
-                               socket_timeout=timeout, socket_connect_timeout=timeout)
-                pinger = _pingers[id(layer), index] = redis.StrictRedis(**options)
+                pinger = _pingers[id(layer), index] = layer.timed_connection(index, timeout)
             pinger.ping()
             results["shard %d" % index] = "ok"
         except redis.RedisError as error:

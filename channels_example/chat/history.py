@@ -28,6 +28,7 @@ keys and its Group.
 import json
 import logging
 import threading
+import time
 from collections import deque
 from datetime import datetime, timezone
 from types import SimpleNamespace
@@ -49,6 +50,11 @@ STREAM = "history"
 STORE_CHANNEL = "chat.history"
 # Messages a worker stores in one transaction when they are waiting (store_message).
 STORE_BATCH = 100
+# How long a shard whose master had no replica to wait on is not waited on (Sentinel).
+NO_REPLICA_SECONDS = 5
+# A message not stored after twice the layer's expiry never will be (it expired on
+# chat.history, or its worker died): the recent list need not keep it for that.
+UNSTORED_MS = 2 * 60 * 1000
 
 
 def append(room, message, latency=None):
@@ -92,6 +98,8 @@ def history_frame(room, since=None):
         wanted = max(since, upto - settings.RESUME_LIMIT)
     # What the recent list no longer holds comes from the database (read after it: a message
     # is trimmed from the list only once stored, so each is in one or the other).
+    # The list is read by count: with deletions in the range, it reaches below ``wanted``.
+    messages = [item for item in messages if item["seq"] > wanted]
     first = messages[0]["seq"] if messages else upto + 1
     if first > wanted + 1:
         rows = Message.objects.filter(room=room.name, seq__gt=wanted, seq__lt=first).order_by("seq")
@@ -116,9 +124,7 @@ def store(*stored):
     """
     # Read before the transaction: in SQLite a transaction that reads and then writes can
     # meet another writer and fail at once with "database is locked", where a writing one waits.
-    deleted = set(ModerationAction.objects.filter(
-        action="delete", room__in={item["room"] for item in stored}, seq__in={item["seq"] for item in stored},
-    ).values_list("room", "seq"))
+    deleted = _deleted(stored)
     kept = [item for item in stored if (item["room"], item["seq"]) not in deleted]
     try:
         with transaction.atomic():
@@ -131,6 +137,8 @@ def store(*stored):
             except REFUSED as refused:
                 log.error("message %s of room %r not stored: the database refused it: %s",
                           item["seq"], item["room"], refused)
+    # A moderator may have deleted one of them while they were being stored.
+    _delete_deleted(kept)
     by_room = {}
     for item in stored:
         by_room.setdefault(item["room"], []).append(item["seq"])
@@ -143,6 +151,20 @@ def stored(room, seqs):
 
 
 REFUSED = (DataError, IntegrityError, ValueError)
+
+
+def _deleted(items):
+    """The (room, seq) of these messages that a moderator deleted."""
+    if not items:
+        return set()
+    return set(ModerationAction.objects.filter(
+        action="delete", room__in={item["room"] for item in items}, seq__in={item["seq"] for item in items},
+    ).values_list("room", "seq"))
+
+
+def _delete_deleted(items):
+    for room, seq in _deleted(items):
+        Message.objects.filter(room=room, seq=seq).delete()
 
 
 def _save(stored):
@@ -191,11 +213,11 @@ class LocalRecent:
         metrics.counters().message(room.name, latency)
         with self._lock:
             if room.name not in self._rooms:
-                self._rooms[room.name] = {"seq": _stored_upto(room), "recent": deque(), "unstored": set()}
+                self._rooms[room.name] = {"seq": _stored_upto(room), "recent": deque(), "unstored": {}}
             state = self._rooms[room.name]
             state["seq"] += 1
             state["recent"].append(dict(message, seq=state["seq"]))
-            state["unstored"].add(state["seq"])
+            state["unstored"][state["seq"]] = time.monotonic()
             self._trim(state)
             return state["seq"]
 
@@ -214,7 +236,8 @@ class LocalRecent:
         with self._lock:
             state = self._rooms.get(room.name)
             if state is not None:
-                state["unstored"].difference_update(seqs)
+                for seq in seqs:
+                    state["unstored"].pop(seq, None)
                 self._trim(state)
 
     def forget(self, room, seq):
@@ -229,6 +252,9 @@ class LocalRecent:
 
     @staticmethod
     def _trim(state):
+        given_up = time.monotonic() - UNSTORED_MS / 1000
+        for seq in [seq for seq, since in state["unstored"].items() if since < given_up]:
+            del state["unstored"][seq]
         keep_from = min(min(state["unstored"], default=state["seq"]), state["seq"] - settings.HISTORY_LENGTH + 1)
         while state["recent"] and state["recent"][0]["seq"] < keep_from:
             state["recent"].popleft()
@@ -251,14 +277,37 @@ class RedisRecent:
 
     def __init__(self, shards):
         self.shards = shards
+        self._unreplicated = {}  # shard -> until when its master is taken to have no replica
 
     def append(self, room, message, latency=None):
         text = json.dumps(message, ensure_ascii=False)
         args = [text, settings.HISTORY_LENGTH, settings.HISTORY_IDLE_EXPIRY, settings.RECENT_LIMIT]
-        counted = ["" if latency is None else metrics.latency_bucket(latency), latency or 0]
-        seq = self._run(self.lua_append, room, args + [""] + counted, counting=True)
+        counted = ["" if latency is None else metrics.latency_bucket(latency), latency or 0, UNSTORED_MS]
+        seq = self._append(room, args + [""] + counted)
         if seq is None:
-            seq = self._run(self.lua_append, room, args + [_stored_upto(room)] + counted, counting=True)
+            seq = self._append(room, args + [_stored_upto(room)] + counted)
+        return seq
+
+    def _append(self, room, args):
+        keys = [room.key("seq"), room.key("recent"), room.key("unstored"), metrics.MESSAGES, metrics.LATENCY,
+                metrics.LATENCY_SUM]
+        if not settings.NUMBERING_REPLICAS:
+            return self.shards.run(self.lua_append, keys, args)
+        # Over Sentinel, a number reaches the room only once a replica has it: a failover
+        # promotes a replica, and Redis replicates after answering, so a number only the
+        # old master had would be given again, and the room's gates drop that message.
+        # A master with no replica (after a failover, until the old one is back) has nothing
+        # to fail over to: it is not waited on, and asked again every few seconds.
+        shard = self.shards.layer.consistent_hash(keys[0])
+        if time.monotonic() < self._unreplicated.get(shard, 0):
+            return self.shards.run(self.lua_append, keys, args)
+        seq, replicas = self.shards.run_replicated(self.lua_append, keys, args, settings.NUMBERING_REPLICAS,
+                                                   settings.NUMBERING_REPLICA_WAIT_MS)
+        if replicas < settings.NUMBERING_REPLICAS:
+            log.warning("Redis shard %d: no replica took message %d of room %r within %d ms; not waiting on "
+                        "replicas there for %d s", shard, seq or 0, room.name, settings.NUMBERING_REPLICA_WAIT_MS,
+                        NO_REPLICA_SECONDS)
+            self._unreplicated[shard] = time.monotonic() + NO_REPLICA_SECONDS
         return seq
 
     def snapshot(self, room, since=None):
@@ -276,16 +325,13 @@ class RedisRecent:
     def forget(self, room, seq):
         return bool(self._run(self.lua_forget, room, [', "seq": %d}' % seq]))
 
-    def _run(self, source, room, args, counting=False):
-        keys = [room.key("seq"), room.key("recent"), room.key("unstored")]
-        if counting:
-            keys += [metrics.MESSAGES, metrics.LATENCY, metrics.LATENCY_SUM]
-        return self.shards.run(source, keys, args)
+    def _run(self, source, room, args):
+        return self.shards.run(source, [room.key("seq"), room.key("recent"), room.key("unstored")], args)
 
     # KEYS: the room's counter, its recent list, its unstored set, and the figures: messages,
     # the latency histogram and its sum (chat.metrics). ARGV: message JSON without seq, history
     # length, idle expiry (s), the list's most, first number minus one when the counter is
-    # missing ('' = unknown), the latency's bucket ('' = none) and seconds. Returns the seq,
+    # missing ('' = unknown), the latency's bucket ('' = none) and seconds, UNSTORED_MS. Returns the seq,
     # or nil when the counter is missing and ARGV[5] is ''. The list keeps every unstored
     # message and the last ARGV[2].
     lua_append = """
@@ -295,8 +341,13 @@ class RedisRecent:
         end
         local seq = redis.call('INCR', KEYS[1])
         redis.call('LPUSH', KEYS[2], string.sub(ARGV[1], 1, -2) .. ', "seq": ' .. seq .. '}')
-        redis.call('ZADD', KEYS[3], seq, seq)
-        local oldest = tonumber(redis.call('ZRANGE', KEYS[3], 0, 0)[1])
+        -- Unstored, scored by Redis's clock: one that waited longer than ARGV[8] ms has expired
+        -- from the chat.history channel (a worker died with it) and will never be stored.
+        local time = redis.call('TIME')
+        local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+        redis.call('ZADD', KEYS[3], now, seq)
+        redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[8]))
+        local oldest = tonumber(redis.call('ZRANGE', KEYS[3], 0, 0)[1] or seq)
         local keep = math.min(math.max(tonumber(ARGV[2]), seq - oldest + 1), tonumber(ARGV[4]))
         redis.call('LTRIM', KEYS[2], 0, keep - 1)
         for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end

@@ -15,5 +15,6 @@ pass asgiref's own conformance suite (tests/test_layer_conformance.py).
 """
 from channels_example.layers.inmemory import InMemoryChannelLayer
 from channels_example.layers.redis import RedisChannelLayer
+from channels_example.layers.sentinel import RedisSentinelChannelLayer
 
-__all__ = ["InMemoryChannelLayer", "RedisChannelLayer"]
+__all__ = ["InMemoryChannelLayer", "RedisChannelLayer", "RedisSentinelChannelLayer"]

@@ -80,7 +80,11 @@ class ExplicitDelivery:
         """Raise ChannelFull, and disconnect the socket for daphne, when it has socket_backlog frames unhandled."""
         if self.socket_backlog is None or order - self._handled.get(socket, 1) < self.socket_backlog:
             return
-        self._handled[socket] = self.socket_progress(socket)
+        try:
+            self._handled[socket] = self.socket_progress(socket)
+        except Exception as error:  # the application cannot tell now (Redis down): let the frame pass
+            log.warning("cannot read how far %s's frames were handled: %s", socket, error)
+            return
         if order - self._handled[socket] >= self.socket_backlog:
             log.warning("closing %s: %d frames waiting to be handled (socket_backlog)", socket, self.socket_backlog)
             self.disconnect_refused(socket, order)

@@ -30,7 +30,8 @@ differs is how messages are moved, which is where the 1.x stack spent its time:
   of its own, keeps running.
 
 The variants are subclasses, as in asgi_redis: ``RedisChannelLayer`` over asgi_redis's
-layer for a list of Redis URLs (several = shards).
+layer for a list of Redis URLs (several = shards), and ``RedisSentinelChannelLayer``
+(sentinel.py) over its Sentinel layer, for shards that survive losing their master.
 """
 import collections
 import logging
@@ -39,25 +40,25 @@ import queue
 import socket
 import threading
 import time
-import uuid
 
 import asgi_redis
 import redis
 
 from channels_example.layers.explicit import ExplicitDelivery
 from channels_example.layers.gate import GATE
+from channels_example.layers.heartbeats import Heartbeats
+from channels_example.layers.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 
-class FastRedisLayer(ExplicitDelivery):
+class FastRedisLayer(Outbox, Heartbeats, ExplicitDelivery):
     """The changes above, mixed into one of asgi_redis's layers (before it in the bases)."""
 
     extensions = ["groups", "flush", "twisted", GATE, "heartbeats"]
     TARGETS = "__asgi_targets__"
-    # Messages daphne takes from its process channel in one round trip, and frames it writes in one.
+    # Messages daphne takes from its process channel in one round trip.
     BATCH = 100
-    OUTBOX_BATCH = 500
 
     def __init__(self, worker_priority=(), heartbeat_ttl=5, **config):
         super().__init__(**config)
@@ -87,17 +88,27 @@ class FastRedisLayer(ExplicitDelivery):
         """The redis-py client of the server that holds ``key``."""
         return self.connection(self.consistent_hash(key))
 
+    def timed_connection(self, index, timeout):
+        """A client of shard ``index`` of its own, whose every call gives up after ``timeout`` seconds."""
+        options = dict(self.connection(index).connection_pool.connection_kwargs, socket_timeout=timeout,
+                       socket_connect_timeout=timeout)
+        return redis.StrictRedis(**options)
+
     ### Sending ###
 
     def send(self, channel, message):
         if channel == "websocket.receive" and self._outbox is not None:
+            if self._outbox.qsize() + self._held >= self.OUTBOX_LIMIT:
+                log.error("refusing a frame from %s: %d frames wait for Redis already", message["reply_channel"],
+                          self.OUTBOX_LIMIT)
+                raise self.ChannelFull()
             self.check_backlog(message["reply_channel"], message["order"])
             self._outbox.put((channel, self.frame_for_workers(message)))
             return
         # While Redis is down, or full (maxmemory, noeviction), daphne treats the frame as
         # refused: a new socket gets 503, an open one is closed with 1013 ("try again later").
         try:
-            super().send(channel, message)
+            self._send_somewhere(channel, message)
         except (redis.exceptions.ConnectionError, redis.exceptions.ResponseError) as error:
             if isinstance(error, redis.exceptions.ResponseError) and not str(error).startswith("OOM"):
                 raise
@@ -108,38 +119,16 @@ class FastRedisLayer(ExplicitDelivery):
                     {"reply_channel": message["reply_channel"], "path": "", "code": 1013, "order": message["order"]})
             raise self.ChannelFull()
 
-    def _write_outbox(self):
-        """On a thread in daphne: write queued frames, up to OUTBOX_BATCH per round trip per shard."""
-        while True:
-            batch = [self._outbox.get()]
-            while len(batch) < self.OUTBOX_BATCH and not self._outbox.empty():
-                batch.append(self._outbox.get_nowait())
-            by_shard = collections.defaultdict(list)
-            for channel, message in batch:
-                by_shard[next(self._send_index_generator)].append((channel, message))
-            for index, frames in by_shard.items():
-                try:
-                    self._write(index, frames)
-                except Exception:  # the thread must outlive any one batch
-                    log.exception("lost %d frames for websocket.receive", len(frames))
-
-    def _write(self, index, frames):
-        pipe = self.connection(index).pipeline(transaction=False)
-        for channel, message in frames:
-            self.chansend(
-                keys=[self.prefix + uuid.uuid4().hex, self.prefix + channel],
-                args=[self.serialize(message), self.expiry, self.get_capacity(channel)],
-                client=pipe,
-            )
-        try:
-            results = pipe.execute(raise_on_error=False)
-        except redis.exceptions.ConnectionError as error:
-            results = [error] * len(frames)
-            time.sleep(0.1)  # Redis is down: do not spin
-        for (channel, message), result in zip(frames, results):
-            if isinstance(result, Exception):
-                self.count_drop(channel)
-                log.warning("lost a frame from %s on %s: %s", message["reply_channel"], channel, result)
+    def _send_somewhere(self, channel, message):
+        """Send; a normal channel (no ``!`` or ``?``: any shard may hold it) is tried on each shard
+        in turn while shards are down."""
+        tries = 1 if ("!" in channel or "?" in channel) else self.ring_size
+        for attempt in range(tries):
+            try:
+                return super().send(channel, message)
+            except redis.exceptions.ConnectionError:
+                if attempt == tries - 1:
+                    raise
 
     ### Groups ###
 
@@ -181,29 +170,34 @@ class FastRedisLayer(ExplicitDelivery):
             return self._ready.popleft()
         return self._surviving(lambda: self._worker_alive() or self._receive(channels, block), (None, None))
 
-    def _worker_alive(self):
-        """A worker's heartbeat, once a second from its receive loop (which runs at least that often)."""
-        now = time.monotonic()
-        if now - self._worker_heartbeat_at >= 1:
-            self._worker_heartbeat_at = now
-            self.heartbeat(self.worker_name, registry="workers")
-
     def _receive(self, channels, block):
         channels = sorted(channels, key=lambda channel: self.worker_priority.get(channel, len(self.worker_priority)))
         indexes = self._receive_list_names(channels)
         if indexes is None:
             return None, None
+        live = []
         for index, list_names in indexes.items():
-            # A message the gate holds yields nothing: take the next one.
-            while True:
-                found = self._popget(keys=list_names, client=self.connection(index))
-                if not found:
-                    break
-                unpacked = self._unpack(found[0], found[1])
-                if unpacked[0] is not None:
-                    return unpacked
+            try:
+                # A message the gate holds yields nothing: take the next one.
+                while True:
+                    found = self._popget(keys=list_names, client=self.connection(index))
+                    if not found:
+                        break
+                    unpacked = self._unpack(found[0], found[1])
+                    if unpacked[0] is not None:
+                        return unpacked
+            except redis.exceptions.ConnectionError as error:
+                # One shard down: the others still serve what is on them.
+                self._shard_down(index, error)
+                continue
+            self._shard_up(index)
+            live.append((index, list_names))
+        if not live:
+            raise redis.exceptions.ConnectionError("no shard can be reached")
         if block:
-            index, list_names = next(iter(indexes.items()))
+            # Block on each live shard in turn, so that none waits behind another.
+            self._blocking_turn = (getattr(self, "_blocking_turn", -1) + 1) % len(live)
+            index, list_names = live[self._blocking_turn]
             connection = self.connection(index)
             popped = connection.blpop(list_names, timeout=self.blpop_timeout)
             if popped:
@@ -211,6 +205,18 @@ class FastRedisLayer(ExplicitDelivery):
                 if content is not None:
                     return self._unpack(popped[0], content)
         return None, None
+
+    def _shard_down(self, index, error):
+        down = self.__dict__.setdefault("_shards_down", set())
+        if index not in down:
+            down.add(index)
+            log.error("cannot reach Redis shard %d, going on with the others: %s", index, error)
+
+    def _shard_up(self, index):
+        down = self.__dict__.get("_shards_down")
+        if down and index in down:
+            down.discard(index)
+            log.warning("Redis shard %d is reachable again", index)
 
     def _unpack(self, list_name, content):
         self._ready.extend(self._expand(list_name[len(self.prefix):].decode("utf8"), self.deserialize(content)))
@@ -288,52 +294,6 @@ class FastRedisLayer(ExplicitDelivery):
             if content:
                 batch.extend(self._expand(process, self.deserialize(content)))
         return batch + self.gate.overdue()
-
-    ### Heartbeats ###
-
-    def _keep_alive(self, process):
-        now = time.monotonic()
-        if now - self._heartbeat_at >= 1:
-            self._heartbeat_at = now
-            self.heartbeat(process)
-        self.tick(process)
-
-    def heartbeat(self, process, registry="processes"):
-        """Mark a daphne process (or a worker) alive for heartbeat_ttl seconds (each does it every second)."""
-        self.shard(self.key("heartbeat:" + process)).set(
-            self.key("heartbeat:" + process), 1, px=int(self.heartbeat_ttl * 1000))
-        self.shard(self.key(registry)).zadd(self.key(registry), **{process: int(time.time())})
-
-    def dead_processes(self):
-        """The daphne processes that kept a heartbeat and stopped, until ``forget_process``."""
-        registry = self.shard(self.key("processes"))
-        processes = [process.decode("utf8") for process in registry.zrange(self.key("processes"), 0, -1)]
-        return [process for process in processes
-                if not self.shard(self.key("heartbeat:" + process)).exists(self.key("heartbeat:" + process))]
-
-    def forget_process(self, process):
-        self.shard(self.key("processes")).zrem(self.key("processes"), process)
-
-    def alive(self, registry="processes"):
-        """The daphne processes (or, ``registry="workers"``, the workers) whose heartbeat is live."""
-        names = [name.decode("utf8") for name in self.shard(self.key(registry)).zrange(self.key(registry), 0, -1)]
-        alive = [name for name in names if self.shard(self.key("heartbeat:" + name)).exists(self.key("heartbeat:" + name))]
-        # A worker that stopped long ago leaves the registry (daphnes leave it when swept).
-        if registry == "workers":
-            stale = int(time.time()) - max(self.group_expiry, 3600)
-            self.shard(self.key(registry)).zremrangebyscore(self.key(registry), 0, stale)
-        return alive
-
-    def queue_lengths(self, channels):
-        """``{channel: messages waiting}`` for these channels, summed over every shard."""
-        lengths = dict.fromkeys(channels, 0)
-        for index in range(self.ring_size):
-            pipe = self.connection(index).pipeline(transaction=False)
-            for channel in channels:
-                pipe.llen(self.prefix + channel)
-            for channel, length in zip(channels, pipe.execute()):
-                lengths[channel] += length
-        return lengths
 
     ### Lua ###
 

@@ -1,0 +1,94 @@
+"""daphne's outbox: the thread that writes its sockets' frames to Redis, many per round trip.
+
+Mixed into the Redis layers (channels_example.layers.redis): daphne's ``send`` of a
+``websocket.receive`` puts the frame on ``_outbox`` and returns, so the reactor never
+waits on Redis for an incoming frame; this thread writes what is queued, up to
+OUTBOX_BATCH per round trip per shard.
+"""
+import collections
+import logging
+import time
+import uuid
+
+import redis
+
+log = logging.getLogger(__name__)
+
+
+class Outbox:
+    OUTBOX_BATCH = 500
+    # Frames held in daphne while no shard can take them: longer than a Sentinel failover,
+    # and no more than websocket.receive's own capacity.
+    OUTBOX_HOLD_SECONDS = 10
+    OUTBOX_LIMIT = 20000
+    _held = 0
+
+    def _write_outbox(self):
+        """On a thread in daphne: write queued frames, up to OUTBOX_BATCH per round trip per shard.
+
+        While no shard can take them (Redis down, a Sentinel failover under way) frames are
+        held and tried again every 0.1 s, for OUTBOX_HOLD_SECONDS at most; then they are
+        dropped, logged and counted. The frames queued or held are at most OUTBOX_LIMIT:
+        past it, daphne refuses the next frame (1013).
+        """
+        held = collections.deque()  # (first failure, channel, message)
+        while True:
+            if held:
+                time.sleep(0.1)  # Redis is down: do not spin
+                batch = [(channel, message) for _, channel, message in held]
+                since = {id(message): failed for failed, _, message in held}
+                held.clear()
+            else:
+                batch, since = [self._outbox.get()], {}
+            while len(batch) < self.OUTBOX_BATCH and not self._outbox.empty():
+                batch.append(self._outbox.get_nowait())
+            by_shard = collections.defaultdict(list)
+            for channel, message in batch:
+                by_shard[next(self._send_index_generator)].append((channel, message))
+            now = time.monotonic()
+            for index, frames in by_shard.items():
+                try:
+                    unwritten = self._write(index, frames)
+                except Exception:  # the thread must outlive any one batch
+                    log.exception("lost %d frames for websocket.receive", len(frames))
+                    continue
+                for channel, message in unwritten:
+                    failed = since.get(id(message), now)
+                    if now - failed < self.OUTBOX_HOLD_SECONDS:
+                        held.append((failed, channel, message))
+                    else:
+                        self._drop_frame(channel, message, "Redis was unreachable for %d s" % self.OUTBOX_HOLD_SECONDS)
+            self._held = len(held)
+
+    def _write(self, index, frames):
+        """Write frames to shard ``index``, or, while it is down, to the next shard that is up; the
+        frames no shard could take."""
+        for _ in range(self.ring_size):
+            try:
+                return self._write_to(index, frames)
+            except redis.exceptions.ConnectionError as error:
+                self._shard_down(index, error)
+                index = (index + 1) % self.ring_size
+        return frames
+
+    def _write_to(self, index, frames):
+        pipe = self.connection(index).pipeline(transaction=False)
+        for channel, message in frames:
+            self.chansend(
+                keys=[self.prefix + uuid.uuid4().hex, self.prefix + channel],
+                args=[self.serialize(message), self.expiry, self.get_capacity(channel)],
+                client=pipe,
+            )
+        results = pipe.execute(raise_on_error=False)
+        self._shard_up(index)
+        for (channel, message), result in zip(frames, results):
+            if isinstance(result, Exception):
+                self._drop_frame(channel, message, result)
+        return []
+
+    def _drop_frame(self, channel, message, why):
+        try:
+            self.count_drop(channel)
+        except redis.exceptions.ConnectionError:
+            self.dropped += 1
+        log.warning("lost a frame from %s on %s: %s", message["reply_channel"], channel, why)

@@ -1,0 +1,149 @@
+"""End to end: losing a Redis master. Each shard is a Sentinel service of a master and a replica,
+watched by three sentinels (channels_example/topology.py), under daphne and two runworkers that
+reach Redis through Sentinel (REDIS_SENTINELS). The master is killed with SIGKILL while rooms
+chat; no process is restarted (docs/deploying.md, "High availability")."""
+import asyncio
+import signal
+import time
+
+import redis
+
+from channels_example.layers import RedisSentinelChannelLayer
+from channels_example.topology import SENTINEL_DOWN_AFTER_MS
+from tests.chatclient import TIMEOUT, join, joined, messages, run
+
+# The promise: rooms are silent for less than this after their master dies.
+SILENCE_LIMIT = 10
+
+
+class ChattingRoom:
+    """A talker sending a numbered message every ``interval`` and a listener timing the gaps."""
+
+    def __init__(self, port, name, interval=0.05):
+        self.port, self.name, self.interval = port, name, interval
+        self.sent, self.heard, self.arrivals = 0, [], []
+
+    async def run(self, stop):
+        async with join(self.port, self.name, "talker") as talker, join(self.port, self.name, "listener") as listener:
+            await joined(talker)
+            await joined(listener)
+            hearing = asyncio.ensure_future(self.listen(listener))
+            while not stop.is_set():
+                await talker.send("%s:%d" % (self.name, self.sent))
+                self.sent += 1
+                await asyncio.sleep(self.interval)
+            # What was accepted in the end has arrived: one last message, heard after the rest.
+            await talker.send("%s:last" % self.name)
+            await asyncio.wait_for(self.heard_last(), TIMEOUT)
+            hearing.cancel()
+
+    async def listen(self, listener):
+        while True:
+            frame = (await messages(listener, 1, timeout=3600))[0]
+            self.heard.append((frame["seq"], frame["message"]))
+            self.arrivals.append(time.monotonic())
+
+    async def heard_last(self):
+        while not self.heard or not self.heard[-1][1].endswith(":last"):
+            await asyncio.sleep(0.05)
+
+    def longest_silence(self, since):
+        times = [since] + [at for at in self.arrivals if at > since]
+        return max(later - earlier for earlier, later in zip(times, times[1:]))
+
+    def numbers(self):
+        return [int(text.split(":")[1]) for _, text in self.heard if not text.endswith(":last")]
+
+
+def chat_through_a_failover(stack, rooms, victim_service, before=2.0, after=8.0):
+    """Rooms chat; ``victim_service``'s master is killed; they go on chatting. Returns the kill's time."""
+    killed = {}
+
+    async def main():
+        stop = asyncio.Event()
+        chatting = [asyncio.ensure_future(room.run(stop)) for room in rooms]
+        await asyncio.sleep(before)  # a steady room: the time is the point
+        victim = stack.services[victim_service]
+        victim.stop(signal.SIGKILL)
+        killed["at"] = time.monotonic()
+        await asyncio.sleep(after)
+        stop.set()
+        await asyncio.gather(*chatting)
+
+    run(main())
+    return killed["at"]
+
+
+def assert_in_order_and_report(rooms, killed):
+    for room in rooms:
+        seqs = [seq for seq, _ in room.heard]
+        assert seqs == sorted(set(seqs)), "room %s heard numbers out of order or twice" % room.name
+        numbers = room.numbers()
+        assert numbers == sorted(numbers), "room %s heard its talker out of order" % room.name
+    silences = {room.name: round(room.longest_silence(killed - 1), 2) for room in rooms}
+    lost = {room.name: room.sent - len(room.numbers()) for room in rooms}
+    print("longest silence per room after the kill (s):", silences)
+    print("messages lost per room (sent, never heard):", lost)
+    return silences, lost
+
+
+def test_rooms_chat_again_within_10_s_of_losing_their_master_in_order(production):
+    stack = production(workers=2, sentinel=True)
+    rooms = [ChattingRoom(stack.port, "room-%d" % number) for number in range(10)]
+    killed = chat_through_a_failover(stack, rooms, "shard0")
+    silences, lost = assert_in_order_and_report(rooms, killed)
+    assert max(silences.values()) < SILENCE_LIMIT
+    assert stack.master_port("shard0") == stack.replicas[0].port, "the replica was not promoted"
+    assert all(process.running() for process in stack.daphnes + stack.workers)
+    # Nothing stuck: a newcomer's history ends where the rooms ended, and presence counts
+    # the room's two members (the newcomer makes three).
+    async def newcomer(room):
+        async with join(stack.port, room.name) as ws:
+            welcome, history = await joined(ws)
+            return welcome, history
+
+    for room in rooms:
+        welcome, history = run(newcomer(room))
+        assert history["messages"][-1]["message"] == "%s:last" % room.name
+        assert history["upto"] == room.heard[-1][0]
+    print("a sentinel takes a master for down after %d ms" % SENTINEL_DOWN_AFTER_MS)
+
+
+def test_with_two_shards_the_failed_one_fails_over_and_every_room_chats_again(production):
+    # Every room notices a little: a socket's session and ordering keys, and a daphne's
+    # process channel, are spread over both shards (docs/deploying.md says what it costs).
+    stack = production(workers=2, daphnes=1, shards=2, sentinel=True)
+    layer = RedisSentinelChannelLayer(hosts=[("127.0.0.1", sentinel.port) for sentinel in stack.sentinels],
+                                      services=list(stack.services))
+    rooms = [ChattingRoom(stack.port, "pair-%d" % number) for number in range(10)]
+    killed = chat_through_a_failover(stack, rooms, "shard1")
+    silences, lost = assert_in_order_and_report(rooms, killed)
+    assert max(silences.values()) < SILENCE_LIMIT
+    on_survivor = [room for room in rooms if layer.consistent_hash("chat-" + room.name) == 0]
+    print("rooms whose Group is on the shard that lived:", [room.name for room in on_survivor])
+    assert stack.master_port("shard0") == stack.redis[0].port  # the other shard never failed over
+
+
+def test_the_old_master_comes_back_as_a_replica_and_nothing_breaks(production):
+    stack = production(workers=2, sentinel=True)
+    rooms = [ChattingRoom(stack.port, "back-%d" % number) for number in range(3)]
+    killed = chat_through_a_failover(stack, rooms, "shard0", after=6.0)
+    assert_in_order_and_report(rooms, killed)
+    old = stack.services["shard0"]
+    old.start()
+    deadline = time.monotonic() + 30
+    while redis.StrictRedis(port=old.port).info("replication")["role"] != "slave":
+        assert time.monotonic() < deadline, "the old master never became a replica"
+        time.sleep(0.2)  # the sentinels reconfigure it when they see it again
+    again = [ChattingRoom(stack.port, "back-%d" % number) for number in range(3)]
+
+    async def chat_on():
+        stop = asyncio.Event()
+        chatting = [asyncio.ensure_future(room.run(stop)) for room in again]
+        await asyncio.sleep(3.0)  # three seconds of chat with the old master back as a replica
+        stop.set()
+        await asyncio.gather(*chatting)
+
+    run(chat_on())
+    for room in again:
+        assert room.numbers() == list(range(room.sent)), "a message was lost with the old master back"
