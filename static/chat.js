@@ -1,28 +1,41 @@
 /* The chat page at /: one room at a time, over the protocol in docs/protocol.md.
  *
  * The page URL /?room=ROOM&handle=HANDLE opens a room directly; the WebSocket is
- * ws://HOST/<ROOM>/?handle=HANDLE, or without ?handle= when the person chose none, and
- * the server's welcome frame tells the page the handle it got. On joining the page
- * shows the room's history, then live messages; the presence bar lists who is there.
+ * ws://HOST/<ROOM>/?handle=HANDLE, or without ?handle= when the person chose none or is
+ * signed in (a signed-in socket speaks as its username: the server decides). The
+ * welcome frame tells the page who it is: its handle, whether it is signed in or staff,
+ * and its sender id. A message is the reader's own when it carries that sender, never
+ * because its handle matches: anyone can choose a name in another room, or after the
+ * reader left. On joining the page shows the room's history, then live messages; the
+ * presence bar lists who is there, with a mark for names the server says are signed in.
+ * Staff see a delete button on each message and a mute button on each other member.
+ *
  * A dropped connection is retried with capped exponential backoff (keeping the handle,
  * and showing only messages it has not shown yet); a refused one (close 4400) is not,
- * since the same URL would be refused again. Every piece of text reaches the DOM
- * through textContent.
+ * since the same URL would be refused again; nor is one closed because its user signed
+ * out (4401, from this page's Log out or anywhere else): the page says so and rejoins
+ * only when asked, as a guest. Every piece of text reaches the DOM through textContent.
  */
 "use strict";
 
 var CLOSE_REFUSED = 4400;
+var CLOSE_SIGNED_OUT = 4401;
 var RETRY_FIRST_MS = 500;
 var RETRY_MAX_MS = 10000;
 var FOLLOW_SLACK_PX = 48;
+var MUTE_SECONDS = 300;
 
 // retries: consecutive attempts since the connection last held; lost: the room was
 // joined, then the connection dropped (the status says "reconnecting"); lastSeq: the
-// room's number of the last message shown; members: a Map, handle -> how many sockets use it
-// (a Map, not an object: a handle such as "constructor" or "__proto__" is a key like any other).
+// room's number of the last message shown; members: a Map, handle -> {times: how many
+// sockets use it, account: true when the server said it is signed in} (a Map, not an
+// object: a handle such as "constructor" or "__proto__" is a key like any other).
+// sender, signedIn, staff: who the server says this page is (the welcome frame; before
+// it, the account bar the page was served with).
 var chat = {
   room: null, handle: "", socket: null, retries: 0, lost: false, timer: null, lastError: null,
-  welcomed: false, lastSeq: 0, members: new Map()
+  welcomed: false, lastSeq: 0, members: new Map(),
+  sender: null, signedIn: false, staff: false
 };
 
 function byId(id) {
@@ -40,11 +53,20 @@ function element(tag, className, text) {
   return node;
 }
 
-function setStatus(state, detail) {
+/* The status line: its state (data-state, for styles and tests), and what it says (the
+ * state itself unless parts, strings or nodes, are given). */
+function setStatus(state, detail, parts) {
   var status = byId("status");
   status.dataset.state = state;
-  status.textContent = state;
+  status.replaceChildren.apply(status, parts || [state]);
   status.title = detail || "";
+}
+
+/* "ann in lobby (signed in)": who the server says this page is. */
+function showIdentity() {
+  setStatus("connected", chat.signedIn ? "signed in: you speak as your username" : "a guest: no account",
+            [element("span", "name", chat.handle), " in ", element("span", "name", chat.room),
+             chat.signedIn ? " (signed in)" : " (guest)"]);
 }
 
 /* Append an item to the message list, following it if the reader was at the bottom. */
@@ -59,15 +81,63 @@ function note(text, className) {
   append(element("li", className ? "note " + className : "note", text), true);
 }
 
+/* The mark of a name the server says is signed in: drawn by the page, so no name a guest
+ * picks (say "bob ✓") can look like it. */
+function accountMark() {
+  var mark = element("span", "account-mark", "✓");
+  mark.title = "signed in: an account";
+  return mark;
+}
+
+/* Send a frame if connected; otherwise show ``failure``. */
+function sendFrame(frame, failure) {
+  if (!chat.socket || chat.socket.readyState !== WebSocket.OPEN) {
+    note(failure, "error");
+    return false;
+  }
+  chat.socket.send(JSON.stringify(frame));
+  return true;
+}
+
+function deleteButton(seq) {
+  var button = element("button", "mod delete", "delete");
+  button.type = "button";
+  button.title = "Delete this message for everyone (staff)";
+  button.addEventListener("click", function () {
+    sendFrame({action: "delete", seq: seq}, "not deleted: not connected");
+  });
+  return button;
+}
+
+function muteButton(handle) {
+  var button = element("button", "mod mute", "mute " + duration(MUTE_SECONDS));
+  button.type = "button";
+  button.title = "Refuse this name's messages here for " + duration(MUTE_SECONDS) + " (staff)";
+  button.addEventListener("click", function () {
+    sendFrame({action: "mute", target: handle, seconds: MUTE_SECONDS}, "not muted: not connected");
+  });
+  return button;
+}
+
+function duration(seconds) {
+  var whole = Math.max(0, Math.ceil(Number(seconds) || 0));
+  if (whole < 120) return whole + " s";
+  if (whole < 7200) return Math.round(whole / 60) + " min";
+  return Math.round(whole / 3600) + " h";
+}
+
 function showMessage(frame, fromHistory) {
   if (typeof frame.seq === "number") {
     if (frame.seq <= chat.lastSeq) return;  // shown before a reconnect
     chat.lastSeq = frame.seq;
   }
-  var own = frame.handle === chat.handle;
+  var own = chat.sender !== null && frame.sender === chat.sender;
   var item = element("li", "message" + (own ? " own" : "") + (fromHistory ? " earlier" : ""));
   var meta = element("div", "meta");
-  meta.appendChild(element("span", "handle", String(frame.handle)));
+  var who = element("span", "who");
+  who.appendChild(element("span", "handle", String(frame.handle)));
+  if (frame.signed_in === true) who.appendChild(accountMark());
+  meta.appendChild(who);
   if (typeof frame.ts === "number") {
     var sent = new Date(frame.ts);
     var time = element("time", "", sent.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"}));
@@ -75,23 +145,80 @@ function showMessage(frame, fromHistory) {
     time.title = sent.toLocaleString();
     meta.appendChild(time);
   }
+  if (typeof frame.seq === "number") {
+    item.dataset.seq = String(frame.seq);
+    if (chat.staff) meta.appendChild(deleteButton(frame.seq));
+  }
   item.appendChild(meta);
   item.appendChild(element("p", "text", String(frame.message)));
   append(item, own || fromHistory);
 }
 
+/* A moderator deleted message seq: it leaves the page, and a note says who removed whose. */
+function showDeleted(frame) {
+  var item = Array.from(byId("messages").querySelectorAll(".message")).find(function (message) {
+    return message.dataset.seq === String(frame.seq);
+  });
+  var whose = "";
+  if (item) {
+    whose = " from " + item.querySelector(".handle").textContent;
+    item.remove();
+  }
+  note(String(frame.by) + " deleted a message" + whose, "moderation");
+}
+
+function showMuted(frame) {
+  var handle = String(frame.handle);
+  note(String(frame.by) + " muted " + (handle === chat.handle ? "you" : handle) + " here for " +
+       duration(frame.seconds), "moderation");
+}
+
+function showError(frame) {
+  chat.lastError = {code: String(frame.code), detail: String(frame.detail || frame.code)};
+  var text = chat.lastError.detail;
+  if (frame.code === "muted" && typeof frame.retry_after === "number") {
+    text = "not sent: a moderator muted you here, " + duration(frame.retry_after) + " to go";
+  }
+  note(text, "error");
+}
+
+/* Show or take away the staff controls on the messages shown (the members' are redrawn by showMembers). */
+function setStaff(staff) {
+  if (staff === chat.staff) return;
+  chat.staff = staff;
+  document.querySelectorAll(".mod").forEach(function (control) {
+    control.remove();
+  });
+  if (!staff) return;
+  byId("messages").querySelectorAll(".message[data-seq]").forEach(function (item) {
+    item.querySelector(".meta").appendChild(deleteButton(Number(item.dataset.seq)));
+  });
+}
+
 function showWelcome(frame) {
+  var wasSignedIn = chat.signedIn;
   chat.handle = String(frame.handle);
-  byId("handle").value = chat.handle;
+  chat.sender = typeof frame.sender === "string" ? frame.sender : null;
+  chat.signedIn = frame.signed_in === true;
+  setStaff(frame.staff === true);
+  var input = byId("handle");
+  input.value = chat.handle;
+  input.readOnly = chat.signedIn;
+  if (wasSignedIn && !chat.signedIn) {
+    showSignedOut("before this page joined: you are " + chat.handle + ", a guest");
+  }
   rememberRoom();
   chat.members = new Map();
   (Array.isArray(frame.members) ? frame.members : []).forEach(function (handle) {
     countMember(String(handle), 1);
   });
+  countMember(chat.handle, 0, chat.signedIn);
   showMembers(Array.isArray(frame.members) ? frame.members.length : 0);
-  if (!chat.welcomed) note("you are " + chat.handle + " in " + chat.room);
+  if (!chat.welcomed) note("you are " + chat.handle + " in " + chat.room + (chat.signedIn ? ", signed in" : ""));
+  if (chat.lost) note("reconnected");
   chat.welcomed = true;
-  setStatus("connected", chat.handle + " in " + chat.room);
+  chat.lost = false;
+  showIdentity();
 }
 
 function showHistory(frame) {
@@ -105,7 +232,7 @@ function showHistory(frame) {
 function showPresence(frame) {
   var handle = String(frame.handle);
   if (frame.event === "join") {
-    countMember(handle, 1);
+    countMember(handle, 1, frame.signed_in === true);
     note(handle + " joined", "presence");
   } else if (frame.event === "leave") {
     countMember(handle, -1);
@@ -116,9 +243,13 @@ function showPresence(frame) {
   showMembers(frame.members);
 }
 
-function countMember(handle, change) {
-  var times = (chat.members.get(handle) || 0) + change;
-  if (times > 0) chat.members.set(handle, times);
+/* Count a socket in (change 1) or out (-1) under a handle; ``account``, when given, is
+ * what the server said of it. The welcome's members come without it: they stay unmarked. */
+function countMember(handle, change, account) {
+  var member = chat.members.get(handle) || {times: 0, account: false};
+  member.times += change;
+  if (account !== undefined) member.account = account;
+  if (member.times > 0) chat.members.set(handle, member);
   else chat.members.delete(handle);
 }
 
@@ -127,9 +258,12 @@ function showMembers(count) {
   var list = byId("members");
   list.replaceChildren();
   Array.from(chat.members.keys()).sort().forEach(function (handle) {
-    var times = chat.members.get(handle);
-    var item = element("li", handle === chat.handle ? "member own" : "member", handle);
-    if (times > 1) item.appendChild(element("span", "times", " ×" + times));
+    var member = chat.members.get(handle);
+    var item = element("li", handle === chat.handle ? "member own" : "member");
+    item.appendChild(element("span", "name", handle));
+    if (member.account) item.appendChild(accountMark());
+    if (member.times > 1) item.appendChild(element("span", "times", " ×" + member.times));
+    if (chat.staff && handle !== chat.handle) item.appendChild(muteButton(handle));
     list.appendChild(item);
   });
   byId("member-count").textContent = typeof count === "number" ? String(count) : "";
@@ -152,26 +286,26 @@ function onFrame(event) {
     showHistory(frame);
   } else if (frame.type === "presence") {
     showPresence(frame);
+  } else if (frame.type === "deleted") {
+    showDeleted(frame);
+  } else if (frame.type === "muted") {
+    showMuted(frame);
   } else if (frame.type === "error") {
-    chat.lastError = String(frame.detail || frame.code);
-    note(chat.lastError, "error");
+    showError(frame);
   }
   // Frame types this page does not know are for later versions of it.
 }
 
 function connect() {
-  var path = "/" + encodeURIComponent(chat.room) + "/" + (chat.handle ? "?handle=" + encodeURIComponent(chat.handle) : "");
+  var named = chat.handle && !chat.signedIn;
+  var path = "/" + encodeURIComponent(chat.room) + "/" + (named ? "?handle=" + encodeURIComponent(chat.handle) : "");
   var socket = new WebSocket(socketUrl(path));
   var openedAt = null;
   chat.socket = socket;
   chat.lastError = null;
   setStatus(chat.lost ? "reconnecting" : "connecting");
   socket.onopen = function () {
-    if (socket !== chat.socket) return;
-    openedAt = Date.now();
-    if (chat.lost) note("reconnected");
-    chat.lost = false;
-    setStatus("connected", chat.room);
+    if (socket === chat.socket) openedAt = Date.now();
   };
   socket.onmessage = function (event) {
     if (socket === chat.socket) onFrame(event);
@@ -179,9 +313,17 @@ function connect() {
   socket.onclose = function (event) {
     if (socket !== chat.socket) return;
     chat.socket = null;
+    if (event.code === CLOSE_SIGNED_OUT) {
+      signedOut();
+      return;
+    }
     if (event.code === CLOSE_REFUSED) {
-      setStatus("refused", chat.lastError);
-      note("the server refused this room or handle, so the page will not retry: pick another above");
+      setStatus("refused", chat.lastError && chat.lastError.detail);
+      if (chat.lastError && chat.lastError.code === "sign_in_required") {
+        note("log in or sign up to chat here: the page will not retry as a guest");
+      } else {
+        note("the server refused this room or handle, so the page will not retry: pick another above");
+      }
       byId("room").focus();
       return;
     }
@@ -207,6 +349,49 @@ function leave() {
   }
 }
 
+/* The person was signed out (4401: here, in another tab, or by a new password): the page
+ * stays out of the room until Join, which joins as a guest. */
+function signedOut() {
+  if (!chat.signedIn && byId("account").dataset.signedIn === "0") return;  // said already
+  leave();
+  chat.signedIn = false;
+  setStaff(false);
+  var input = byId("handle");
+  input.readOnly = false;
+  input.value = "";
+  byId("presence").hidden = true;
+  setStatus("signed-out", "Join to go on as a guest, or log in again", ["signed out"]);
+  showSignedOut("(here, in another tab, or by a new password). Join to go on as a guest, or log in again.");
+}
+
+/* The account bar becomes a guest's, and a note says why. */
+function showSignedOut(why) {
+  var bar = byId("account");
+  var logIn = element("a", "", "Log in");
+  var signUp = element("a", "", "Sign up");
+  logIn.href = bar.dataset.login;
+  signUp.href = bar.dataset.signup;
+  bar.dataset.signedIn = "0";
+  bar.replaceChildren(element("span", "", "guest"), " · ", logIn, " · ", signUp);
+  linkAccountPagesToRoom();
+  note("you were signed out " + why, "alert");
+}
+
+/* Log out without leaving the page: the server then closes every socket of the user
+ * with 4401, this page's among them, and signedOut says so. */
+function logOut(event) {
+  event.preventDefault();
+  var form = event.currentTarget;
+  fetch(form.action, {method: "POST", body: new URLSearchParams(new FormData(form)), credentials: "same-origin"})
+    .then(function (response) {
+      if (!response.ok) throw new Error("the server answered " + response.status);
+      if (!chat.socket) signedOut();  // no socket for the server to close
+    })
+    .catch(function (failed) {
+      note("not logged out: " + failed.message, "error");
+    });
+}
+
 function rememberHandle(handle) {
   try {
     localStorage.setItem("handle", handle);
@@ -227,14 +412,24 @@ function roomLink(room) {
   return location.origin + "/?room=" + encodeURIComponent(room);
 }
 
-/* Keep the room and handle in the page URL (and the handle for next time). */
+/* Keep the room and a guest's handle in the page URL (and the handle for next time); a
+ * signed-in person's name is their account's, and a guest after them must not inherit it. */
 function rememberRoom() {
   var params = {room: chat.room};
-  if (chat.handle) {
+  if (chat.handle && !chat.signedIn) {
     params.handle = chat.handle;
     rememberHandle(chat.handle);
   }
   history.replaceState(null, "", "/?" + new URLSearchParams(params));
+  linkAccountPagesToRoom();
+}
+
+/* Log in and Sign up bring the person back to this room. */
+function linkAccountPagesToRoom() {
+  if (!chat.room) return;
+  byId("account").querySelectorAll("a").forEach(function (link) {
+    link.search = "?" + new URLSearchParams({next: "/?" + new URLSearchParams({room: chat.room})});
+  });
 }
 
 function join(room, handle) {
@@ -267,13 +462,8 @@ function send(event) {
   var input = byId("message");
   input.focus();
   if (input.value === "") return;
-  if (!chat.socket || chat.socket.readyState !== WebSocket.OPEN) {
-    note("not sent: not connected (your message is still in the box)", "error");
-    return;
-  }
   // Always JSON, so a message that happens to look like JSON is still taken as text.
-  chat.socket.send(JSON.stringify({message: input.value}));
-  input.value = "";
+  if (sendFrame({message: input.value}, "not sent: not connected (your message is still in the box)")) input.value = "";
 }
 
 /* The study note's test, unchanged in flow: open /channels_example/, send
@@ -303,17 +493,20 @@ function WebSocketTest() {
 }
 
 document.addEventListener("DOMContentLoaded", function () {
+  var account = byId("account");
+  chat.signedIn = account.dataset.signedIn === "1";
   byId("join").addEventListener("submit", function (event) {
     event.preventDefault();
     join(byId("room").value, byId("handle").value);
   });
   byId("send").addEventListener("submit", send);
+  if (byId("logout")) byId("logout").addEventListener("submit", logOut);
   byId("seed-test").addEventListener("click", function (event) {
     event.preventDefault();
     WebSocketTest();
   });
   var params = new URLSearchParams(location.search);
-  var handle = params.get("handle") || rememberedHandle();
+  var handle = chat.signedIn ? account.dataset.username : params.get("handle") || rememberedHandle();
   byId("handle").value = handle;
   if (params.has("room")) {
     join(params.get("room"), handle);

@@ -2,12 +2,15 @@
 (and once against the production topology: redis-server, daphne, runworker).
 
 Each test waits on what the page shows (Playwright's expect), never on the clock.
-test_two_people_chatting_make_the_screenshot makes the README's picture; it replaces
-docs/screenshot.png only when UPDATE_SCREENSHOT=1 (the times in it change every run).
+People with accounts sign up, log in and log out through the account pages as a
+person does; a staff member is made with `manage.py shell`, as an admin would.
+test_a_signed_in_user_and_a_guest_make_the_screenshot makes the README's picture; it
+replaces docs/screenshot.png only when UPDATE_SCREENSHOT=1 (the times in it change every run).
 """
 import json
 import os
 import re
+import subprocess
 import time
 from datetime import datetime
 from urllib.parse import urlencode
@@ -22,6 +25,8 @@ CONNECT_TIMEOUT = 15000
 RECONNECT_TIMEOUT = 30000
 XSS = "<img src=x onerror=alert(1)>"
 SCREENSHOT = os.path.join(ROOT, "docs", "screenshot.png")
+PASSWORD = "a-long-password-9"
+OWN, NOT_OWN = re.compile(r"\bown\b"), re.compile(r"^(?!.*\bown\b)")
 
 
 def open_room(page, port, room, handle, connected=True):
@@ -50,6 +55,36 @@ def record_dialogs(page):
 
     page.on("dialog", dismiss)
     return dialogs
+
+
+def create_user(server, username, staff=False):
+    """A user made as an admin makes one, with `manage.py shell` on the server's database."""
+    script = ("from django.contrib.auth.models import User; "
+              "User.objects.create_user(%r, password=%r, is_staff=%r)" % (username, PASSWORD, staff))
+    subprocess.run(manage("shell", "-c", script), env=server.env, check=True)
+
+
+def sign_up(page, port, username, room):
+    """Sign up through /accounts/signup/, then open the room; wait until the page has joined it signed in."""
+    page.goto("http://127.0.0.1:%d/accounts/signup/" % port)
+    page.fill("#id_username", username)
+    page.fill("#id_password1", PASSWORD)
+    page.fill("#id_password2", PASSWORD)
+    page.click("main form button")
+    expect(page.locator("#account")).to_have_attribute("data-signed-in", "1")
+    page.goto("http://127.0.0.1:%d/?%s" % (port, urlencode({"room": room})))
+    expect(page.locator("#status")).to_have_text("%s in %s (signed in)" % (username, room), timeout=CONNECT_TIMEOUT)
+    return page
+
+
+def log_in(page, username, room):
+    """On the login page (the page's Log in link leads there): log in; wait until the page is back in the room."""
+    expect(page).to_have_url(re.compile(r"/accounts/login/"))
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("main form button")
+    expect(page.locator("#status")).to_have_text("%s in %s (signed in)" % (username, room), timeout=CONNECT_TIMEOUT)
+    return page
 
 
 def test_two_people_in_one_room_chat_both_ways(runserver, new_page):
@@ -347,15 +382,15 @@ def test_seed_test_link_shows_hello_world_in_the_page(runserver, page):
     assert dialogs == []
 
 
-def test_two_people_chatting_make_the_screenshot(runserver, new_page, tmp_path):
+def test_a_signed_in_user_and_a_guest_make_the_screenshot(runserver, new_page, tmp_path):
     options = {"viewport": {"width": 760, "height": 600}, "color_scheme": "light", "locale": "en-GB"}
-    ann = open_room(new_page(**options), runserver.port, "tea-room", "ann")
     bob = open_room(new_page(**options), runserver.port, "tea-room", "bob")
+    ann = sign_up(new_page(**options), runserver.port, "ann", "tea-room")
     conversation = [
         (ann, "Hi Bob! Does the new chat page work for you?"),
         (bob, "It does, and it follows the conversation as we type."),
-        (ann, "Send someone the room's link and it opens this room straight away."),
-        (bob, "Tried it on my phone too. Tea at four?"),
+        (ann, "I made an account, so my name has the tick and nobody else can use it."),
+        (bob, "I'm still a guest. Tea at four?"),
         (ann, "See you there."),
     ]
     for number, (person, text) in enumerate(conversation, 1):
@@ -363,6 +398,7 @@ def test_two_people_chatting_make_the_screenshot(runserver, new_page, tmp_path):
         expect(texts(ann)).to_have_count(number)
 
     expect(texts(bob)).to_have_count(len(conversation))
+    expect(ann.locator(".message.own .account-mark")).to_have_count(3)
     path = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") == "1" else str(tmp_path / "screenshot.png")
     ann.screenshot(path=path)
     with open(path, "rb") as png:
@@ -389,3 +425,149 @@ def test_a_handle_or_message_with_bidi_controls_cannot_reorder_the_page(runserve
     expect(texts(ann)).to_have_text(["\u202eevil"])
     for selector in (".message .text", ".message .handle", "#members li"):
         assert ann.locator(selector).first.evaluate("node => getComputedStyle(node).unicodeBidi") == "isolate"
+
+
+def test_a_signed_in_user_is_marked_beside_a_guest_who_cannot_take_the_name(runserver, new_page):
+    bob = open_room(new_page(), runserver.port, "lobby", "bob")
+    ann = sign_up(new_page(), runserver.port, "ann", "lobby")
+
+    say(ann, "hello, I have an account")
+    expect(texts(bob)).to_have_text(["hello, I have an account"])
+    say(bob, "and I am a guest")
+
+    for page in (ann, bob):
+        expect(texts(page)).to_have_text(["hello, I have an account", "and I am a guest"])
+        # The server's signed_in marks ann's message and not bob's, in both pages.
+        expect(page.locator(".message .account-mark")).to_have_count(1)
+        expect(page.locator(".message").first.locator(".account-mark")).to_have_count(1)
+        expect(page.locator(".mod")).to_have_count(0)  # neither is staff
+    expect(ann.locator(".message")).to_have_class([OWN, NOT_OWN])
+    expect(bob.locator(".message")).to_have_class([NOT_OWN, OWN])
+    expect(bob.locator("#members .member:has(.account-mark) .name")).to_have_text(["ann"])
+    expect(bob.locator("#status")).to_have_text("bob in lobby (guest)")
+    # The server decides a signed-in person's name: the join form shows it, not to be edited.
+    expect(ann.locator("#handle")).to_have_value("ann")
+    expect(ann.locator("#handle")).not_to_be_editable()
+    expect(ann).to_have_url(re.compile(re.escape("/?room=lobby") + "$"))
+
+    squatter = open_room(new_page(), runserver.port, "lobby", "ann", connected=False)
+    expect(squatter.locator("#status")).to_have_attribute("data-state", "refused", timeout=CONNECT_TIMEOUT)
+    expect(squatter.locator(".note.error")).to_have_text(["ann is a registered name: sign in as ann, or choose another"])
+
+
+def test_a_message_is_ones_own_by_who_sent_it_not_by_its_name(runserver, new_page):
+    watcher = open_room(new_page(), runserver.port, "lobby", "watcher")
+    carol = open_room(new_page(), runserver.port, "lobby", "carol")
+    say(carol, "from the first carol")
+    expect(texts(watcher)).to_have_text(["from the first carol"])
+
+    # Another tab of the same browser is the same person: the message is still hers.
+    carol_again = open_room(carol.context.new_page(), runserver.port, "lobby", "carol")
+    expect(carol_again.locator(".message")).to_have_class([OWN])
+    carol.close()
+    carol_again.close()
+    expect(watcher.locator("#members .name")).to_have_text(["watcher"])
+
+    # Someone else who takes the name after she left is not her.
+    stranger = open_room(new_page(), runserver.port, "lobby", "carol")
+    say(stranger, "a different carol")
+    expect(texts(stranger)).to_have_text(["from the first carol", "a different carol"])
+    expect(stranger.locator(".message")).to_have_class([NOT_OWN, OWN])
+
+
+def test_logging_out_with_the_pages_button_closes_its_socket_and_the_page_says_so(runserver, new_page):
+    create_user(runserver, "ann")
+    ann = new_page()
+    sockets = []
+    ann.on("websocket", lambda socket: sockets.append(socket))
+    ann.clock.install()
+    open_room(ann, runserver.port, "lobby", "")
+    ann.click("#account >> text=Log in")
+    log_in(ann, "ann", "lobby")
+    other_tab = ann.context.new_page()
+    other_tab.goto("http://127.0.0.1:%d/?room=kitchen" % runserver.port)
+    expect(other_tab.locator("#status")).to_have_text("ann in kitchen (signed in)", timeout=CONNECT_TIMEOUT)
+    watcher = open_room(new_page(), runserver.port, "lobby", "watcher")
+    expect(watcher.locator("#members .name")).to_have_text(["ann", "watcher"])
+
+    with sockets[-1].expect_event("close"):
+        ann.click("#account >> text=Log out")
+
+    # Both tabs were signed out: each says so, shows a guest's account bar, and stays out.
+    for page in (ann, other_tab):
+        expect(page.locator("#status")).to_have_attribute("data-state", "signed-out")
+        expect(page.locator(".note.alert")).to_have_text([re.compile("^you were signed out")])
+        expect(page.locator("#account")).to_have_attribute("data-signed-in", "0")
+        expect(page.locator("#account a")).to_have_text(["Log in", "Sign up"])
+        expect(page.locator("#handle")).to_be_editable()
+    expect(watcher.locator("#members .name")).to_have_text(["watcher"])
+    ann.clock.run_for(60000)  # longer than any backoff would wait
+    expect(ann.locator("#status")).to_have_attribute("data-state", "signed-out")
+    assert len(sockets) == 2, [socket.url for socket in sockets]  # the guest's before logging in, and ann's
+
+    ann.reload()
+    expect(ann.locator("#status")).to_have_text(re.compile(r"^guest-[0-9a-f]{6} in lobby \(guest\)$"),
+                                                timeout=CONNECT_TIMEOUT)
+    expect(ann.locator("#account")).to_have_attribute("data-signed-in", "0")
+
+
+def test_staff_delete_a_message_for_everyone_and_mute_a_member(runserver, new_page):
+    create_user(runserver, "mod", staff=True)
+    spammer = open_room(new_page(), runserver.port, "lobby", "spammer")
+    mod = new_page()
+    mod.goto("http://127.0.0.1:%d/accounts/login/?%s" % (runserver.port, urlencode({"next": "/?room=lobby"})))
+    log_in(mod, "mod", "lobby")
+    for text in ("before", "buy now", "after"):
+        say(spammer, text)
+    expect(texts(mod)).to_have_text(["before", "buy now", "after"])
+    expect(mod.locator(".message .delete")).to_have_count(3)
+    expect(mod.locator("#members .mute")).to_have_count(1)  # for spammer, not for mod
+    expect(spammer.locator(".mod")).to_have_count(0)
+
+    mod.locator(".message", has_text="buy now").locator(".delete").click()
+
+    for page in (mod, spammer):
+        expect(texts(page)).to_have_text(["before", "after"])
+        expect(page.locator(".note.moderation")).to_have_text(["mod deleted a message from spammer"])
+
+    mod.locator("#members .member", has_text="spammer").locator(".mute").click()
+
+    expect(spammer.locator(".note.moderation").last).to_have_text("mod muted you here for 5 min")
+    expect(mod.locator(".note.moderation").last).to_have_text("mod muted spammer here for 5 min")
+    say(spammer, "can you hear me?")
+    expect(spammer.locator(".note.error")).to_have_text(["not sent: a moderator muted you here, 5 min to go"])
+    say(mod, "quiet now")
+    expect(texts(spammer)).to_have_text(["before", "after", "quiet now"])
+    expect(texts(mod)).to_have_text(["before", "after", "quiet now"])
+
+
+def test_with_guests_turned_away_a_guest_is_asked_to_sign_in_and_not_retried(start_runserver, page):
+    server = start_runserver(CHAT_GUESTS="0")
+    open_room(page, server.port, "lobby", "bob", connected=False)
+
+    expect(page.locator("#status")).to_have_attribute("data-state", "refused", timeout=CONNECT_TIMEOUT)
+    expect(page.locator(".note.error")).to_have_text(["sign in to chat here: guests are not admitted"])
+    expect(page.locator(".note").last).to_have_text(re.compile("^log in or sign up to chat here"))
+
+
+def test_a_page_signed_out_in_another_tab_before_it_joined_says_so_and_joins_as_a_guest(runserver, new_page):
+    create_user(runserver, "ann")
+    first = new_page()
+    first.goto("http://127.0.0.1:%d/accounts/login/" % runserver.port)
+    first.fill("#id_username", "ann")
+    first.fill("#id_password", PASSWORD)
+    first.click("main form button")
+    expect(first.locator("#handle")).to_have_value("ann")
+    second = first.context.new_page()
+    second.goto("http://127.0.0.1:%d/" % runserver.port)
+
+    second.click("#account >> text=Log out")  # in a tab that is in no room
+    expect(second.locator(".note.alert")).to_have_text([re.compile("^you were signed out")])
+    first.fill("#room", "lobby")
+    first.click("#join button")
+
+    expect(first.locator("#status")).to_have_text(re.compile(r"^guest-[0-9a-f]{6} in lobby \(guest\)$"),
+                                                  timeout=CONNECT_TIMEOUT)
+    expect(first.locator(".note.alert")).to_have_text([re.compile("^you were signed out before this page joined")])
+    expect(first.locator("#account")).to_have_attribute("data-signed-in", "0")
+    expect(first.locator("#handle")).to_be_editable()
