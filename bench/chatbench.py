@@ -19,8 +19,10 @@ seconds (per delivered message) and resident memory, and it reports its own CPU,
 can see whether the tool or the server was the bottleneck.
 
 Modes: messages at a steady per-client rate (``--rate``, ``--duration``), stepped up by
-``--step-factor`` until a step fails (S2); one message per room (S3); idle connections
-held for ``--hold`` seconds. ``--scenario`` names the standard runs of docs/performance.md.
+``--step-factor`` or through ``--steps`` until a step fails (S2); one message per room
+(S3); idle connections held for ``--hold`` seconds. ``--scenario`` names the standard runs
+of docs/performance.md. With ``--redis-stats`` (the port of bench/redis_delay.py's counts)
+each phase also reports the Redis round trips it took, per message sent.
 
 Only the standard library and ``websockets``. Runs on one asyncio loop.
 """
@@ -34,6 +36,7 @@ import math
 import os
 import resource
 import secrets
+import socket
 import sys
 import time
 from urllib.parse import quote
@@ -44,13 +47,17 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 SCENARIOS = {
     "S1": dict(rooms=1, clients=10, rate=1.0, size=100, duration=20.0),
     # Stepped: 1 msg/s per client is 1,000 deliveries/s in 10 rooms of 10.
-    "S2": dict(rooms=10, clients=10, rate=1.0, size=100, duration=10.0, step_factor=1.5),
+    # Stepped: each client's rate, over 100 clients, is 200 to 3,200 sends/s (2,000 to 32,000
+    # deliveries/s), until a step fails.
+    "S2": dict(rooms=10, clients=10, size=100, duration=10.0, steps=(2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 24, 28, 32)),
+    # Server CPU per delivery at a load both cores can carry: 2,000 deliveries/s.
+    "cpu": dict(rooms=10, clients=10, rate=2.0, size=100, duration=20.0),
     "S3": dict(rooms=100, clients=10, size=100, connect_concurrency=100, one_per_room=True),
     "idle": dict(rooms=100, clients=10, connect_concurrency=100, hold=30.0),
 }
 
 DEFAULTS = dict(
-    rooms=1, clients=10, rate=1.0, size=100, duration=10.0, step_factor=None, max_rate=1000.0,
+    rooms=1, clients=10, rate=1.0, size=100, duration=10.0, step_factor=None, steps=None, max_rate=1000.0,
     p99_limit_ms=100.0, one_per_room=False, hold=None, connect_concurrency=100, connect_timeout=30.0,
     settle=1.0, drain_quiet=2.0, drain_max=30.0,
 )
@@ -96,18 +103,26 @@ def listen_overflows():
     return None
 
 
-def sample(pids):
+def sample(pids, redis_stats=None):
     """CPU seconds and RSS of each server process that is still running, this tool's and
-    the machine's CPU seconds, now."""
+    the machine's CPU seconds, and the Redis round trips so far (bench/redis_delay.py), now."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     taken = {"at": time.monotonic(), "machine_cpu": machine_busy_seconds(),
              "tool_cpu": usage.ru_utime + usage.ru_stime, "cpu": {}, "rss": {}}
+    if redis_stats:
+        taken["redis"] = redis_round_trips(redis_stats)
     for pid in pids:
         try:
             taken["cpu"][pid], taken["rss"][pid] = process_cpu_seconds(pid), process_rss_bytes(pid)
         except (FileNotFoundError, ProcessLookupError):
             pass  # it exited: the report says so
     return taken
+
+
+def redis_round_trips(port):
+    """The counts of bench/redis_delay.py, from its ``--stats`` port: one JSON line."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        return json.loads(connection.makefile().readline())
 
 
 def cpu_delta(before, after):
@@ -339,12 +354,12 @@ class Bench:
         self.tally = tally = Tally(name, offered_rate)
         self.all_delivered.clear()
         self.outstanding = 0
-        before = sample(self.config.pids)
+        before = sample(self.config.pids, self.config.redis_stats)
         tally.started = time.monotonic_ns()
         await send()
         tally.sending_done = time.monotonic_ns()
         await self.drain(tally)
-        after = sample(self.config.pids)
+        after = sample(self.config.pids, self.config.redis_stats)
         self.tally = self.outside
         return self.settle_phase(tally, before, after)
 
@@ -407,6 +422,10 @@ class Bench:
             "seconds": window,
         }
         result.update(cpu_figures(before, after, tally.delivered))
+        if "redis" in before:
+            trips = after["redis"]["round_trips"] - before["redis"]["round_trips"]
+            result["redis"] = {"round_trips": trips, "per_message": trips / len(tally.sent) if tally.sent else None,
+                               "delay_ms": after["redis"]["delay_ms"]}
         return result
 
     # the modes
@@ -497,17 +516,19 @@ async def measure(bench, config, report, baseline, connected):
     elif config.one_per_room:
         phases.append(await bench.one_per_room())
     else:
-        rate = config.rate
-        while True:
+        rates = list(config.steps or [config.rate])
+        while rates:
+            rate = rates.pop(0)
             result = await bench.steady(rate, config.duration)
             result["failures"] = failures(result, config)
             result["passed"] = not result["failures"]
             phases.append(result)
-            rate = round(rate * (config.step_factor or 0), 3)
-            if config.step_factor is None or not result["passed"] or rate > config.max_rate:
+            if config.step_factor is not None:
+                rates.append(round(rate * config.step_factor, 3))
+            if not result["passed"] or not rates or rates[0] > config.max_rate:
                 break
             await asyncio.sleep(config.settle)
-        if config.step_factor is not None:
+        if config.step_factor is not None or config.steps:
             passing = [phase for phase in phases if phase["passed"]]
             best = passing[-1] if passing else None
             report["highest_passing"] = best and {
@@ -596,7 +617,7 @@ def format_report(report):
     for reason, count in sorted(c["refusals"].items()):
         lines.append("          refused: %s x %d" % (reason, count))
     if report["phases"]:
-        stepped = config["step_factor"] is not None
+        stepped = config["step_factor"] is not None or bool(config.get("steps"))
         header = ["phase", "sent/s", "deliv/s", "expected", "delivered", "lost", "dup", "ooo", "late",
                   "p50 ms", "p95 ms", "p99 ms", "max ms", "closes", "srv us/dlv", "srv CPU%", "tool CPU%", "other CPU%"]
         rows = [header + ["pass"] * stepped]
@@ -628,6 +649,9 @@ def format_report(report):
                 extras.append("sends behind schedule by p99 %.1f ms" % lag["p99"])
             if (phase.get("other_cpu_percent") or 0) > 20:
                 extras.append("other processes took %.0f%% of a core: figures skewed" % phase["other_cpu_percent"])
+            if phase.get("redis") and phase["redis"]["per_message"] is not None and phase["redis"]["delay_ms"]:
+                extras.append("Redis round trips %(round_trips)d, %(per_message).1f per message sent, "
+                              "measured delay %(delay_ms).2f ms each way" % phase["redis"])
             if phase.get("failures"):
                 extras.append("fails: " + ", ".join(phase["failures"]))
             if extras:
@@ -678,6 +702,8 @@ def parse_args(argv):
     parser.add_argument("--rate", type=float, help="messages per second per client (default 1)")
     parser.add_argument("--duration", type=float, help="seconds of sending, per step (default 10)")
     parser.add_argument("--step-factor", type=float, help="step the rate up by this factor until a step fails")
+    parser.add_argument("--steps", type=lambda text: [float(rate) for rate in text.split(",")],
+                        help="per-client rates to step through until one fails, e.g. 2,4,8")
     parser.add_argument("--max-rate", type=float, help="stop stepping above this per-client rate (default 1000)")
     parser.add_argument("--p99-limit-ms", type=float, help="a step with a higher p99 fails (default 100)")
     parser.add_argument("--one-per-room", action="store_true", default=None, help="send one message per room, at once")
@@ -687,6 +713,7 @@ def parse_args(argv):
     parser.add_argument("--settle", type=float, help="seconds between connecting and counting (default 1)")
     parser.add_argument("--drain-quiet", type=float, help="after sending, stop waiting after this many seconds without a delivery (default 2)")
     parser.add_argument("--drain-max", type=float, help="after sending, wait at most this long for deliveries (default 30)")
+    parser.add_argument("--redis-stats", type=int, help="port of bench/redis_delay.py's counts: report round trips")
     parser.add_argument("--pid", dest="pids", type=int, action="append", default=[], help="a server process to measure (repeatable)")
     parser.add_argument("--origin", help="Origin header to send (default: the URL with http:// for ws://)")
     parser.add_argument("--room-prefix", help="room names are PREFIX-0, PREFIX-1, ... (default bench-<random>)")
