@@ -304,6 +304,12 @@ else:
     # sessions, and they stay off the database on every message.
     CHANNEL_SESSION_ENGINE = "django.contrib.sessions.backends.cache"
 
+# A worker keeps each channel session it read in memory this long (and at most this many):
+# a socket's session is written when it connects and when it disconnects, and read on every
+# frame, so a round trip to Redis per frame would buy nothing (backends/sessions.py).
+CHANNEL_SESSION_CACHE_SECONDS = CHANNEL_MESSAGE_EXPIRY
+CHANNEL_SESSION_CACHE_SIZE = 10000
+
 # The local-memory cache culls at 300 entries by default: one session per socket needs more.
 CACHES = {
     "default": {

@@ -8,7 +8,19 @@ and expire with the socket (WEBSOCKET_LIFETIME).
 
 The payload is signed with SECRET_KEY like every Django session, which is why every
 daphne and runworker process must share the same SECRET_KEY.
+
+Each worker keeps the sessions it read or wrote in memory, for
+CHANNEL_SESSION_CACHE_SECONDS (at most CHANNEL_SESSION_CACHE_SIZE of them): a channel
+session is written when its socket connects, before daphne passes on any of its frames,
+and when it disconnects, after its last; every frame between reads it. So a frame costs
+no round trip for its session, and a session found is known to exist (channels asks
+after every load). A session deleted or flushed elsewhere (a new password) is seen here
+when the entry expires; the socket itself is closed at once (channels_example.accounts).
 """
+import threading
+import time
+from collections import OrderedDict
+
 from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, SessionBase
 from django.core.exceptions import ImproperlyConfigured
@@ -30,6 +42,35 @@ def _redis_for(session_key):
     return _shards().client(KEY_PREFIX + session_key)
 
 
+class _Read:
+    """The sessions this process read or wrote lately: session key -> (when, encoded data)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._entries = OrderedDict()
+
+    def get(self, key):
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or time.monotonic() - entry[0] >= settings.CHANNEL_SESSION_CACHE_SECONDS:
+                return None
+            return entry[1]
+
+    def put(self, key, data):
+        with self._lock:
+            self._entries.pop(key, None)
+            self._entries[key] = (time.monotonic(), data)
+            while len(self._entries) > settings.CHANNEL_SESSION_CACHE_SIZE:
+                self._entries.popitem(last=False)
+
+    def forget(self, key):
+        with self._lock:
+            self._entries.pop(key, None)
+
+
+_read = _Read()
+
+
 class SessionStore(SessionBase):
     def get_expiry_age(self, **kwargs):
         if self.get("_session_expiry") is None:
@@ -39,14 +80,19 @@ class SessionStore(SessionBase):
     def load(self):
         data = None
         if self.session_key is not None:
-            data = _redis_for(self.session_key).get(KEY_PREFIX + self.session_key)
+            data = _read.get(self.session_key)
+            if data is None:
+                data = _redis_for(self.session_key).get(KEY_PREFIX + self.session_key)
+                if data is not None:
+                    data = data.decode("ascii")
+                    _read.put(self.session_key, data)
         if data is None:
             self._session_key = None
             return {}
-        return self.decode(data.decode("ascii"))
+        return self.decode(data)
 
     def exists(self, session_key):
-        return bool(_redis_for(session_key).exists(KEY_PREFIX + session_key))
+        return _read.get(session_key) is not None or bool(_redis_for(session_key).exists(KEY_PREFIX + session_key))
 
     def create(self):
         while True:
@@ -66,10 +112,12 @@ class SessionStore(SessionBase):
         stored = _redis_for(key).set(KEY_PREFIX + key, data, ex=self.get_expiry_age(), nx=must_create)
         if must_create and not stored:
             raise CreateError
+        _read.put(key, data)
 
     def delete(self, session_key=None):
         key = session_key or self.session_key
         if key is not None:
+            _read.forget(key)
             _redis_for(key).delete(KEY_PREFIX + key)
 
     @classmethod
