@@ -118,3 +118,31 @@ def test_no_one_is_swept_right_after_sweeping_resumes(redis_layer, settings):
     while time.monotonic() - started < settings.DAPHNE_HEARTBEAT_TTL * 0.8:
         assert presence.dead_daphnes() == []
         time.sleep(0.05)
+
+
+def test_over_two_shards_a_rooms_keys_live_together_and_events_are_numbered_once(
+        redis_url, tmp_path, settings, as_default_layer):
+    """A moderator's event is numbered with the room's joins and leaves: on one counter, on the
+    server of the room's Group, however many shards there are."""
+    from channels_example import topology
+    from channels_example.layers import RedisChannelLayer
+    from tests.servers import Process, free_port
+
+    port = free_port()
+    (tmp_path / "second").mkdir()
+    second = Process("redis-2", topology.redis_argv(port, tmp_path / "second"), port=port,
+                     log_path=tmp_path / "redis-2.log").start()
+    try:
+        layer = as_default_layer(RedisChannelLayer(**dict(
+            settings.REDIS_TRANSPORT, hosts=[redis_url, "redis://127.0.0.1:%d/0" % port])))
+        room = Room("room-1")
+        # The room's keys hash to different servers by their own names: they must not be placed so.
+        assert len({layer.consistent_hash(room.key(part)) for part in ("members", "presence", "seq")}) > 1
+        members = presence.members()
+        assert members.join(room, "daphne.response.A!1", "ann", "0 guest:a")[1] == 1
+        assert members.next_event(room) == 2
+        assert members.leave(room, "daphne.response.A!1")[3] == 3
+        home = layer.connection(layer.consistent_hash(room.group_name))
+        assert int(home.get(room.key("presence"))) == 3
+    finally:
+        second.stop()

@@ -38,13 +38,13 @@ class Shards:
         return script(keys=keys, args=args, client=client)
 
 
-    def run_replicated(self, source, keys, args, replicas, timeout_ms):
+    def run_replicated(self, source, keys, args, replicas, timeout_ms, shard_key=None):
         """``run``, then Redis's WAIT on the same connection: ``(result, how many replicas have it)``.
 
         WAIT counts the replicas that have every write of the connection it is sent on, so it
         goes in one pipeline with the script.
         """
-        client = self.client(keys[0])
+        client = self.client(shard_key or keys[0])
         script = self._scripts.get(source)
         if script is None:
             script = self._scripts[source] = client.register_script(source)

@@ -50,8 +50,6 @@ STREAM = "history"
 STORE_CHANNEL = "chat.history"
 # Messages a worker stores in one transaction when they are waiting (store_message).
 STORE_BATCH = 100
-# How long a shard whose master had no replica to wait on is not waited on (Sentinel).
-NO_REPLICA_SECONDS = 5
 # A message not stored after twice the layer's expiry never will be (it expired on
 # chat.history, or its worker died): the recent list need not keep it for that.
 UNSTORED_MS = 2 * 60 * 1000
@@ -292,22 +290,22 @@ class RedisRecent:
         keys = [room.key("seq"), room.key("recent"), room.key("unstored"), metrics.MESSAGES, metrics.LATENCY,
                 metrics.LATENCY_SUM]
         if not settings.NUMBERING_REPLICAS:
-            return self.shards.run(self.lua_append, keys, args)
+            return self.shards.run(self.lua_append, keys, args, room.shard_key)
         # Over Sentinel, a number reaches the room only once a replica has it: a failover
         # promotes a replica, and Redis replicates after answering, so a number only the
         # old master had would be given again, and the room's gates drop that message.
         # A master with no replica (after a failover, until the old one is back) has nothing
         # to fail over to: it is not waited on, and asked again every few seconds.
-        shard = self.shards.layer.consistent_hash(keys[0])
+        shard = self.shards.layer.consistent_hash(room.shard_key)
         if time.monotonic() < self._unreplicated.get(shard, 0):
-            return self.shards.run(self.lua_append, keys, args)
+            return self.shards.run(self.lua_append, keys, args, room.shard_key)
         seq, replicas = self.shards.run_replicated(self.lua_append, keys, args, settings.NUMBERING_REPLICAS,
-                                                   settings.NUMBERING_REPLICA_WAIT_MS)
+                                                   settings.NUMBERING_REPLICA_WAIT_MS, room.shard_key)
         if replicas < settings.NUMBERING_REPLICAS:
             log.warning("Redis shard %d: no replica took message %d of room %r within %d ms; not waiting on "
                         "replicas there for %d s", shard, seq or 0, room.name, settings.NUMBERING_REPLICA_WAIT_MS,
-                        NO_REPLICA_SECONDS)
-            self._unreplicated[shard] = time.monotonic() + NO_REPLICA_SECONDS
+                        settings.NUMBERING_NO_REPLICA_SECONDS)
+            self._unreplicated[shard] = time.monotonic() + settings.NUMBERING_NO_REPLICA_SECONDS
         return seq
 
     def snapshot(self, room, since=None):
@@ -326,7 +324,8 @@ class RedisRecent:
         return bool(self._run(self.lua_forget, room, [', "seq": %d}' % seq]))
 
     def _run(self, source, room, args):
-        return self.shards.run(source, [room.key("seq"), room.key("recent"), room.key("unstored")], args)
+        return self.shards.run(source, [room.key("seq"), room.key("recent"), room.key("unstored")], args,
+                               room.shard_key)
 
     # KEYS: the room's counter, its recent list, its unstored set, and the figures: messages,
     # the latency histogram and its sum (chat.metrics). ARGV: message JSON without seq, history

@@ -64,18 +64,18 @@ class LocalMutes:
 
 
 class RedisMutes:
-    """Mutes in a Redis hash per room (handle -> until), on the room's shard."""
+    """Mutes in a Redis hash per room (handle -> until), on the room's server (Room.shard_key)."""
 
     def __init__(self, shards):
         self.shards = shards
 
     def mute(self, room, handle, until):
         key = room.key("muted")
-        self.shards.client(key).pipeline().hset(key, handle, until).expire(key, settings.MAX_MUTE_SECONDS).execute()
+        self.shards.client(room.shard_key).pipeline().hset(key, handle, until).expire(
+            key, settings.MAX_MUTE_SECONDS).execute()
 
     def until(self, room, handle):
-        key = room.key("muted")
-        until = self.shards.client(key).hget(key, handle)
+        until = self.shards.client(room.shard_key).hget(room.key("muted"), handle)
         return float(until) if until is not None else 0
 
 

@@ -167,7 +167,7 @@ class LocalMembers:
 
 
 class RedisMembers:
-    """Members in Redis on the room's shard, and each daphne's sockets on the daphne's shard."""
+    """Members in Redis on the room's server (Room.shard_key), and each daphne's sockets on the daphne's."""
 
     def __init__(self, shards):
         self.shards = shards
@@ -194,12 +194,12 @@ class RedisMembers:
         return handle.decode("utf-8"), holder.decode("utf-8"), count, number
 
     def handles(self, room):
-        key = room.key("members")
-        return [handle.decode("utf-8") for handle in self.shards.client(key).hvals(key)]
+        return [handle.decode("utf-8") for handle in self.shards.client(room.shard_key).hvals(room.key("members"))]
 
     def next_event(self, room):
         key = room.key("presence")
-        return self.shards.client(key).pipeline().incr(key).expire(key, settings.WEBSOCKET_LIFETIME).execute()[0]
+        return self.shards.client(room.shard_key).pipeline().incr(key).expire(
+            key, settings.WEBSOCKET_LIFETIME).execute()[0]
 
     def sockets_of(self, daphne):
         """``[(room name, socket), ...]`` for the sockets a daphne had in rooms."""
@@ -212,7 +212,7 @@ class RedisMembers:
 
     def _run(self, source, room, args):
         keys = [room.key("members"), room.key("presence"), room.key("names"), metrics.ROOMS]
-        return self.shards.run(source, keys, args)
+        return self.shards.run(source, keys, args, room.shard_key)
 
     # KEYS: the room's members hash (socket -> handle), its change counter, its names hash
     # (handle -> "<sockets> <holder>"), the set of rooms with members (chat.metrics). ARGV:

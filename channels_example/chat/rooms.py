@@ -4,8 +4,9 @@
 message: buffered until the consumer returns, like any send, and then numbered in the
 room, kept for joiners and stored (channels_example.chat.history), and sent to the
 room's Group. ``join`` and ``leave`` add the room's members (channels_example.chat.presence)
-to ``add`` and ``discard``. A room's Group name and the prefix of its keys in Redis are
-decided here and nowhere else.
+to ``add`` and ``discard``. A room's Group name, the prefix of its keys in Redis and the
+server they live on (with its Group's, when the layer is sharded) are decided here and
+nowhere else.
 
 A room is the WebSocket path without its slashes: ``/lobby/`` is the room
 ``lobby``, ``/聊天室/`` the room ``聊天室``, and ``/`` the DEFAULT_ROOM. A room name
@@ -107,6 +108,12 @@ class Room:
     def key(self, part):
         """The name of one of the room's keys in Redis."""
         return "%s%s:%s" % (KEY_PREFIX, self.group_name, part)
+
+    @property
+    def shard_key(self):
+        """What places every key of the room on one Redis server: its Group's name, so that the
+        room's keys live with its Group's members (channels_example.backends.shards)."""
+        return self.group_name
 
     def join(self, reply_channel, speaker, since=None):
         """Add a socket to the room: ``(welcome, history, joined)``, the frames to send it and the room.
