@@ -271,3 +271,20 @@ def test_a_number_that_never_comes_holds_the_rest_at_most_gap_seconds(layer, log
     got = [layer.receive(["daphne.response.A!"]) for _ in range(5)]
     assert [message["text"] for _, message in got if message][2:] == ["message 1", "message 3"]
     assert "%s 2 to 2 never came" % STREAM in logged.text
+
+
+def test_a_frame_refused_at_the_outbox_limit_disconnects_its_socket_for_daphne(redis_layer):
+    """daphne closes the socket with 1013 and mutes it: the layer sends its disconnect, or it
+    would stay in its room for a day."""
+    import queue
+
+    redis_layer._outbox = queue.Queue()  # daphne's, with no writer thread: nothing leaves it
+    redis_layer.outbox_limit = 2
+    frame = {"reply_channel": "daphne.response.x!many", "path": "/", "text": "x"}
+    for order in (1, 2):
+        redis_layer.send("websocket.receive", dict(frame, order=order))
+    with pytest.raises(redis_layer.ChannelFull):
+        redis_layer.send("websocket.receive", dict(frame, order=3))
+    channel, disconnect = redis_layer.receive(["websocket.disconnect"])
+    assert (channel, disconnect["reply_channel"], disconnect["code"], disconnect["order"]) == (
+        "websocket.disconnect", "daphne.response.x!many", 1013, 3)

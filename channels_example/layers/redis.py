@@ -98,9 +98,10 @@ class FastRedisLayer(Outbox, Heartbeats, ExplicitDelivery):
 
     def send(self, channel, message):
         if channel == "websocket.receive" and self._outbox is not None:
-            if self._outbox.qsize() + self._held >= self.OUTBOX_LIMIT:
+            if self._outbox.qsize() + self._held >= self.outbox_limit:
                 log.error("refusing a frame from %s: %d frames wait for Redis already", message["reply_channel"],
-                          self.OUTBOX_LIMIT)
+                          self.outbox_limit)
+                self.disconnect_refused(message["reply_channel"], message["order"])
                 raise self.ChannelFull()
             self.check_backlog(message["reply_channel"], message["order"])
             self._outbox.put((channel, self.frame_for_workers(message)))
