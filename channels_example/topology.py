@@ -42,7 +42,9 @@ def redis_argv(port, data_dir, password=None):
     config = os.path.join(str(data_dir), "redis.conf")
     shutil.copyfile(REDIS_CONF, config)
     argv = ["redis-server", config, "--port", str(port), "--dir", str(data_dir)]
-    return argv + (["--requirepass", password] if password else [])
+    # masterauth on every server, masters too: under Sentinel a master that comes back after
+    # a failover is made a replica of the new one, and must authenticate to it.
+    return argv + (["--requirepass", password, "--masterauth", password] if password else [])
 
 
 # Redis Sentinel on one machine (scripts/prod --sentinel, the failover tests): a sentinel
@@ -56,8 +58,7 @@ SENTINEL_QUORUM = 2
 
 
 def replica_argv(port, data_dir, master_port, password=None):
-    argv = redis_argv(port, data_dir, password) + ["--replicaof", "127.0.0.1", str(master_port)]
-    return argv + (["--masterauth", password] if password else [])
+    return redis_argv(port, data_dir, password) + ["--replicaof", "127.0.0.1", str(master_port)]
 
 
 def sentinel_argv(port, data_dir, masters, password=None, sentinel_password=None):
@@ -147,14 +148,20 @@ class Process:
         raise RuntimeError("%s did not listen on port %d within %ss%s" % (self.name, self.port, timeout, self._tail()))
 
     def stop(self, sig=signal.SIGTERM, timeout=10):
-        """Signal the process by its PID and wait for it; SIGKILL if it does not exit in time."""
-        if self.running():
+        """Signal the process by its PID and wait for it; SIGKILL if it does not exit in time.
+
+        The signal is sent again every second: Redis refuses a shutdown while it writes its
+        first append-only file (a replica that has just synced), and does not retry by itself.
+        """
+        deadline = time.monotonic() + timeout
+        while self.running():
             os.kill(self.process.pid, sig)
             try:
-                self.process.wait(timeout)
+                self.process.wait(min(1, max(0.01, deadline - time.monotonic())))
             except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+                if time.monotonic() >= deadline:
+                    os.kill(self.process.pid, signal.SIGKILL)
+                    self.process.wait()
         if self._log is not None:
             self._log.close()
             self._log = None

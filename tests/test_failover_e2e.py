@@ -147,3 +147,29 @@ def test_the_old_master_comes_back_as_a_replica_and_nothing_breaks(production):
     run(chat_on())
     for room in again:
         assert room.numbers() == list(range(room.sent)), "a message was lost with the old master back"
+
+
+def test_with_a_password_a_former_master_can_follow_the_new_one(tmp_path):
+    """scripts/prod --sentinel sets a password: a master brought back after a failover is made a
+    replica of the new master, and must authenticate to it (masterauth on every server)."""
+    from channels_example import topology
+    from tests.servers import Process, free_port
+
+    servers = []
+    try:
+        for name in ("old-master", "new-master"):
+            port = free_port()
+            (tmp_path / name).mkdir()
+            servers.append(Process(name, topology.redis_argv(port, tmp_path / name, password="s3cret"), port=port,
+                                   log_path=tmp_path / (name + ".log")).start())
+        old, new = (redis.StrictRedis(port=server.port, password="s3cret") for server in servers)
+        new.set("kept", "yes")
+        old.execute_command("REPLICAOF", "127.0.0.1", servers[1].port)
+        deadline = time.monotonic() + TIMEOUT
+        while old.info("replication").get("master_link_status") != "up":
+            assert time.monotonic() < deadline, "the former master never synced: %s" % old.info("replication")
+            time.sleep(0.05)
+        assert old.get("kept") == b"yes"
+    finally:
+        for server in servers:
+            server.stop()
