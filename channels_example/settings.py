@@ -219,6 +219,9 @@ REDIS_SERVICES = [name for name in os.environ.get("REDIS_SERVICES", "chat").spli
 # Over Sentinel a numbered message waits (at most this long) until a replica has it, so
 # that a failover cannot take back a number the room has seen (docs/deploying.md).
 NUMBERING_REPLICAS, NUMBERING_REPLICA_WAIT_MS = (1, 100) if REDIS_SENTINELS else (0, 0)
+# A shard whose master had no replica to wait on (after a failover, until the old master is
+# back) is not waited on for this long, then asked again.
+NUMBERING_NO_REPLICA_SECONDS = 5
 # Redis on a network you do not trust: asgi_redis encrypts every channel message (Fernet)
 # with the first of these keys and reads with any of them. Sessions are signed, not
 # encrypted, and history and members are plain: put TLS (rediss://) in front as well.
@@ -263,6 +266,11 @@ REDIS_TRANSPORT = dict(
     worker_priority=["websocket.connect", "http.request", "websocket.receive", "websocket.disconnect",
                      "chat.sweep", "chat.history"],
     heartbeat_ttl=DAPHNE_HEARTBEAT_TTL,
+    # While no shard can take them (Redis down, a Sentinel failover under way) daphne holds
+    # its sockets' frames this long, longer than a failover, and at most as many as
+    # websocket.receive holds; past that it refuses the next frame (1013).
+    outbox_hold_seconds=10,
+    outbox_limit=20000,
     symmetric_encryption_keys=CHANNEL_LAYER_KEYS or None,
 )
 if REDIS_SENTINELS:

@@ -16,19 +16,21 @@ log = logging.getLogger(__name__)
 
 
 class Outbox:
+    """``outbox_hold_seconds`` and ``outbox_limit`` come from the layer's configuration."""
+
     OUTBOX_BATCH = 500
-    # Frames held in daphne while no shard can take them: longer than a Sentinel failover,
-    # and no more than websocket.receive's own capacity.
-    OUTBOX_HOLD_SECONDS = 10
-    OUTBOX_LIMIT = 20000
     _held = 0
+
+    def __init__(self, outbox_hold_seconds=10, outbox_limit=20000, **config):
+        super().__init__(**config)
+        self.outbox_hold_seconds, self.outbox_limit = outbox_hold_seconds, outbox_limit
 
     def _write_outbox(self):
         """On a thread in daphne: write queued frames, up to OUTBOX_BATCH per round trip per shard.
 
         While no shard can take them (Redis down, a Sentinel failover under way) frames are
-        held and tried again every 0.1 s, for OUTBOX_HOLD_SECONDS at most; then they are
-        dropped, logged and counted. The frames queued or held are at most OUTBOX_LIMIT:
+        held and tried again every 0.1 s, for outbox_hold_seconds at most; then they are
+        dropped, logged and counted. The frames queued or held are at most outbox_limit:
         past it, daphne refuses the next frame (1013).
         """
         held = collections.deque()  # (first failure, channel, message)
@@ -54,10 +56,10 @@ class Outbox:
                     continue
                 for channel, message in unwritten:
                     failed = since.get(id(message), now)
-                    if now - failed < self.OUTBOX_HOLD_SECONDS:
+                    if now - failed < self.outbox_hold_seconds:
                         held.append((failed, channel, message))
                     else:
-                        self._drop_frame(channel, message, "Redis was unreachable for %d s" % self.OUTBOX_HOLD_SECONDS)
+                        self._drop_frame(channel, message, "Redis was unreachable for %d s" % self.outbox_hold_seconds)
             self._held = len(held)
 
     def _write(self, index, frames):
