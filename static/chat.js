@@ -1,20 +1,28 @@
 /* The chat page at /: one room at a time, over the protocol in docs/protocol.md.
  *
- * The page URL /?room=ROOM&handle=HANDLE opens a room directly; the WebSocket is
- * ws://HOST/<ROOM>/?handle=HANDLE, or without ?handle= when the person chose none or is
- * signed in (a signed-in socket speaks as its username: the server decides). The
- * welcome frame tells the page who it is: its handle, whether it is signed in or staff,
- * and its sender id. A message is the reader's own when it carries that sender, never
- * because its handle matches: anyone can choose a name in another room, or after the
- * reader left. On joining the page shows the room's history, then live messages; the
- * presence bar lists who is there, with a mark for names the server says are signed in.
- * Staff see a delete button on each message and a mute button on each other member.
+ * The page URL /?room=ROOM&handle=HANDLE opens a room directly for a signed-in person
+ * and for a guest with a name (in the URL, or remembered from last time); a guest
+ * without one is asked for it first, the room filled in, and joins on Join, or on Join
+ * as a guest, which lets the server name them: the room sees one join, under the name
+ * chosen. The WebSocket is ws://HOST/<ROOM>/?handle=HANDLE, or without ?handle= when
+ * the person chose none or is signed in (a signed-in socket speaks as its username:
+ * the server decides). The welcome frame tells the page who it is: its handle, whether
+ * it is signed in or staff, and its sender id. The handle box holds only what the
+ * person typed (or their account's name, read-only): a name the server gave is shown
+ * in the status line, never written where a keystroke could add to it. A message is
+ * the reader's own when it carries that sender, never because its handle matches:
+ * anyone can choose a name in another room, or after the reader left. On joining the
+ * page shows the room's history, then live messages; the presence bar lists who is
+ * there, with a mark for names the server says are signed in. Staff see a delete
+ * button on each message and a mute button on each other member.
  *
- * A dropped connection is retried with capped exponential backoff (keeping the handle,
- * and showing only messages it has not shown yet); a refused one (close 4400) is not,
- * since the same URL would be refused again; nor is one closed because its user signed
- * out (4401, from this page's Log out or anywhere else): the page says so and rejoins
- * only when asked, as a guest. Every piece of text reaches the DOM through textContent.
+ * A dropped connection is retried with capped exponential backoff, keeping the handle
+ * and asking the room for what the page missed (?since=, the last seq it showed): a mark
+ * in the list says where it came back and how much it missed, and no message (known by
+ * its seq) is shown twice. A refused connection (close 4400) is not retried, since the
+ * same URL would be refused again; nor is one closed because its user signed out (4401,
+ * from this page's Log out or anywhere else): the page says so and rejoins only when
+ * asked, as a guest. Every piece of text reaches the DOM through textContent.
  */
 "use strict";
 
@@ -25,16 +33,19 @@ var RETRY_MAX_MS = 10000;
 var FOLLOW_SLACK_PX = 48;
 var MUTE_SECONDS = 300;
 
-// retries: consecutive attempts since the connection last held; lost: the room was
-// joined, then the connection dropped (the status says "reconnecting"); lastSeq: the
-// room's number of the last message shown; members: a Map, handle -> {times: how many
+// chosen: the name a guest chose for the room ("": the server names them); handle: the
+// name the page speaks as (the welcome's, once it came); retries: consecutive attempts
+// since the connection last held; lost: the room was joined, then the connection dropped
+// (the status says "reconnecting"); seqs: the room's numbers of the messages shown, and
+// lastSeq the highest; resumable: the page has shown the room's history, so a reconnect
+// asks for what came after lastSeq; members: a Map, handle -> {times: how many
 // sockets use it, account: true when the server said it is signed in} (a Map, not an
 // object: a handle such as "constructor" or "__proto__" is a key like any other).
 // sender, signedIn, staff: who the server says this page is (the welcome frame; before
 // it, the account bar the page was served with).
 var chat = {
-  room: null, handle: "", socket: null, retries: 0, lost: false, timer: null, lastError: null,
-  welcomed: false, lastSeq: 0, members: new Map(),
+  room: null, chosen: "", handle: "", socket: null, retries: 0, lost: false, timer: null, lastError: null,
+  welcomed: false, seqs: new Set(), lastSeq: 0, resumable: false, members: new Map(),
   sender: null, signedIn: false, staff: false
 };
 
@@ -128,8 +139,9 @@ function duration(seconds) {
 
 function showMessage(frame, fromHistory) {
   if (typeof frame.seq === "number") {
-    if (frame.seq <= chat.lastSeq) return;  // shown before a reconnect
-    chat.lastSeq = frame.seq;
+    if (chat.seqs.has(frame.seq)) return;  // shown already: in the history a reconnect brought, say
+    chat.seqs.add(frame.seq);
+    chat.lastSeq = Math.max(chat.lastSeq, frame.seq);
   }
   var own = chat.sender !== null && frame.sender === chat.sender;
   var item = element("li", "message" + (own ? " own" : "") + (fromHistory ? " earlier" : ""));
@@ -201,10 +213,13 @@ function showWelcome(frame) {
   chat.sender = typeof frame.sender === "string" ? frame.sender : null;
   chat.signedIn = frame.signed_in === true;
   setStaff(frame.staff === true);
+  // A signed-in person's name is decided, and shown read-only; a guest's box keeps what they typed.
   var input = byId("handle");
-  input.value = chat.handle;
   input.readOnly = chat.signedIn;
+  if (chat.signedIn) input.value = chat.handle;
+  byId("join-guest").hidden = chat.signedIn;
   if (wasSignedIn && !chat.signedIn) {
+    input.value = "";
     showSignedOut("before this page joined: you are " + chat.handle + ", a guest");
   }
   rememberRoom();
@@ -215,18 +230,46 @@ function showWelcome(frame) {
   countMember(chat.handle, 0, chat.signedIn);
   showMembers(Array.isArray(frame.members) ? frame.members.length : 0);
   if (!chat.welcomed) note("you are " + chat.handle + " in " + chat.room + (chat.signedIn ? ", signed in" : ""));
-  if (chat.lost) note("reconnected");
   chat.welcomed = true;
   chat.lost = false;
   showIdentity();
 }
 
+/* The room's history: on joining, its last messages; on coming back (the frame has
+ * "since"), what the page missed, after a mark saying how much. A since above the room's
+ * latest number means the server lost the room the page shows (its numbers start again):
+ * the page then shows the room as a join would, instead of what it had. */
 function showHistory(frame) {
-  // A server that lost its numbering (a restart without its data) starts again lower.
-  if (typeof frame.upto === "number" && frame.upto < chat.lastSeq) chat.lastSeq = 0;
-  (Array.isArray(frame.messages) ? frame.messages : []).forEach(function (message) {
-    if (message && typeof message === "object") showMessage(message, true);
+  var messages = (Array.isArray(frame.messages) ? frame.messages : []).filter(function (message) {
+    return message !== null && typeof message === "object";
   });
+  if (typeof frame.since === "number") {
+    var lost = frame.complete === false && typeof frame.upto === "number" && frame.since > frame.upto;
+    if (lost) forgetShown();
+    var missed = messages.filter(function (message) {
+      return !(typeof message.seq === "number" && chat.seqs.has(message.seq));
+    }).length;
+    var complete = frame.complete !== false;
+    note(resumeMark(missed, complete, lost), complete ? "resumed" : "resumed incomplete");
+  }
+  messages.forEach(function (message) {
+    showMessage(message, true);
+  });
+  chat.resumable = true;
+}
+
+function resumeMark(missed, complete, lost) {
+  if (lost) return "reconnected — the server no longer has the messages shown before; this is the room as it is now";
+  if (!complete) return "reconnected — more than " + missed + " messages were missed; the oldest are not shown";
+  if (missed === 0) return "reconnected — nothing missed";
+  return "reconnected — " + missed + (missed === 1 ? " message" : " messages") + " you missed";
+}
+
+/* Empty the message list, and forget which of the room's messages it showed. */
+function forgetShown() {
+  byId("messages").replaceChildren();
+  chat.seqs = new Set();
+  chat.lastSeq = 0;
 }
 
 function showPresence(frame) {
@@ -297,8 +340,11 @@ function onFrame(event) {
 }
 
 function connect() {
-  var named = chat.handle && !chat.signedIn;
-  var path = "/" + encodeURIComponent(chat.room) + "/" + (named ? "?handle=" + encodeURIComponent(chat.handle) : "");
+  var query = new URLSearchParams();
+  if (chat.handle && !chat.signedIn) query.set("handle", chat.handle);
+  if (chat.resumable) query.set("since", String(chat.lastSeq));  // back in the room: what came after
+  var search = String(query);
+  var path = "/" + encodeURIComponent(chat.room) + "/" + (search ? "?" + search : "");
   var socket = new WebSocket(socketUrl(path));
   var openedAt = null;
   chat.socket = socket;
@@ -359,9 +405,11 @@ function signedOut() {
   var input = byId("handle");
   input.readOnly = false;
   input.value = "";
+  byId("join-guest").hidden = false;
   byId("presence").hidden = true;
   setStatus("signed-out", "Join to go on as a guest, or log in again", ["signed out"]);
-  showSignedOut("(here, in another tab, or by a new password). Join to go on as a guest, or log in again.");
+  showSignedOut("(here, in another tab, or by a new password). Pick a name and Join, or Join as a guest, " +
+                "to go on as a guest; or log in again.");
 }
 
 /* The account bar becomes a guest's, and a note says why. */
@@ -373,7 +421,7 @@ function showSignedOut(why) {
   signUp.href = bar.dataset.signup;
   bar.dataset.signedIn = "0";
   bar.replaceChildren(element("span", "", "guest"), " · ", logIn, " · ", signUp);
-  linkAccountPagesToRoom();
+  linkAccountPagesToRoom(chat.room);
   note("you were signed out " + why, "alert");
 }
 
@@ -412,38 +460,52 @@ function roomLink(room) {
   return location.origin + "/?room=" + encodeURIComponent(room);
 }
 
-/* Keep the room and a guest's handle in the page URL (and the handle for next time); a
- * signed-in person's name is their account's, and a guest after them must not inherit it. */
+/* Keep the room and the name a guest chose in the page URL (and the name for next time).
+ * Not a name the server gave: the next visit asks again. Nor a signed-in person's: it is
+ * their account's, and a guest after them must not inherit it. */
 function rememberRoom() {
   var params = {room: chat.room};
-  if (chat.handle && !chat.signedIn) {
+  if (chat.chosen && !chat.signedIn) {
     params.handle = chat.handle;
     rememberHandle(chat.handle);
   }
   history.replaceState(null, "", "/?" + new URLSearchParams(params));
-  linkAccountPagesToRoom();
+  linkAccountPagesToRoom(chat.room);
 }
 
 /* Log in and Sign up bring the person back to this room. */
-function linkAccountPagesToRoom() {
-  if (!chat.room) return;
+function linkAccountPagesToRoom(room) {
+  if (!room) return;
   byId("account").querySelectorAll("a").forEach(function (link) {
-    link.search = "?" + new URLSearchParams({next: "/?" + new URLSearchParams({room: chat.room})});
+    link.search = "?" + new URLSearchParams({next: "/?" + new URLSearchParams({room: room})});
   });
+}
+
+/* A room link opened by a guest with no name yet: the join form, the room filled in, asks for one. */
+function invite(room) {
+  byId("room").value = room;
+  var item = element("li", "note invite");
+  item.append("Choose a name to join ", element("span", "name", room),
+              ", then Join; or join as a guest, and the room will give you one.");
+  append(item, true);
+  linkAccountPagesToRoom(room.trim() || "lobby");
+  byId("handle").focus();
 }
 
 function join(room, handle) {
   leave();
   chat.room = room.trim() || "lobby";
-  // No handle: the server gives one (guest-...), and the welcome frame says which.
-  chat.handle = handle.trim();
+  // A guest's chosen name, or none: the server gives one (guest-...), and the welcome frame says which.
+  chat.chosen = chat.signedIn ? "" : handle.trim();
+  chat.handle = chat.chosen;
   chat.retries = 0;
   chat.lost = false;
   chat.welcomed = false;
+  chat.seqs = new Set();
   chat.lastSeq = 0;
+  chat.resumable = false;
   chat.members = new Map();
   byId("room").value = chat.room;
-  byId("handle").value = chat.handle;
   byId("room-name").textContent = chat.room;
   document.title = chat.room + " · channels_example chat";
   var share = byId("share");
@@ -497,7 +559,10 @@ document.addEventListener("DOMContentLoaded", function () {
   chat.signedIn = account.dataset.signedIn === "1";
   byId("join").addEventListener("submit", function (event) {
     event.preventDefault();
-    join(byId("room").value, byId("handle").value);
+    // Join needs a name (the box is required); Join as a guest lets the server give one.
+    var asGuest = event.submitter === byId("join-guest");
+    if (asGuest) byId("handle").value = "";
+    join(byId("room").value, asGuest ? "" : byId("handle").value);
   });
   byId("send").addEventListener("submit", send);
   if (byId("logout")) byId("logout").addEventListener("submit", logOut);
@@ -508,8 +573,11 @@ document.addEventListener("DOMContentLoaded", function () {
   var params = new URLSearchParams(location.search);
   var handle = chat.signedIn ? account.dataset.username : params.get("handle") || rememberedHandle();
   byId("handle").value = handle;
-  if (params.has("room")) {
+  byId("join-guest").hidden = chat.signedIn;
+  if (params.has("room") && (chat.signedIn || handle)) {
     join(params.get("room"), handle);
+  } else if (params.has("room")) {
+    invite(params.get("room"));
   } else {
     byId(handle ? "room" : "handle").focus();
   }

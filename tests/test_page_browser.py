@@ -1,5 +1,6 @@
 """The chat page at / in a real Chromium, against the real `manage.py runserver`
-(and once against the production topology: redis-server, daphne, runworker).
+(and a few times against the production topology: redis-server, daphnes, runworkers;
+Python WebSocket clients from tests.chatclient talk alongside the pages there).
 
 Each test waits on what the page shows (Playwright's expect), never on the clock.
 People with accounts sign up, log in and log out through the account pages as a
@@ -7,17 +8,21 @@ person does; a staff member is made with `manage.py shell`, as an admin would.
 test_a_signed_in_user_and_a_guest_make_the_screenshot makes the README's picture; it
 replaces docs/screenshot.png only when UPDATE_SCREENSHOT=1 (the times in it change every run).
 """
+import contextlib
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import time
 from datetime import datetime
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+from django.conf import settings
 from playwright.sync_api import expect
 
+from tests.chatclient import join, joined, messages, run
 from tests.servers import ROOT, Process, free_port, manage
 
 # Joining means a WebSocket handshake and a consumer run; a restarted server takes longer.
@@ -151,11 +156,14 @@ def test_chinese_room_name_and_text_through_the_join_form_and_the_room_link(runs
     link = xiaoming.get_attribute("#share", "href")
     assert link == "http://127.0.0.1:%d/?room=%%E8%%81%%8A%%E5%%A4%%A9%%E5%%AE%%A4" % runserver.port
 
-    # The room's link opens the room directly, under a generated handle.
+    # The room's link opens the join form in the room, asking the guest for a name first.
     guest = new_page()
     guest.goto(link)
-    expect(guest.locator("#status")).to_have_attribute("data-state", "connected", timeout=CONNECT_TIMEOUT)
-    expect(guest.locator("#handle")).to_have_value(re.compile(r"^guest-"))
+    expect(guest.locator("#room")).to_have_value("聊天室")
+    expect(guest.locator("#handle")).to_be_focused()
+    guest.keyboard.type("小红")
+    guest.keyboard.press("Enter")
+    expect(guest.locator("#status")).to_have_text("小红 in 聊天室 (guest)", timeout=CONNECT_TIMEOUT)
     say(xiaoming, "你好，世界")
     say(guest, "你好，小明")
 
@@ -225,7 +233,7 @@ def restartable_server(tmp_path, sqlite_env):
 
     class Restartable:
         def __init__(self):
-            self.port, self.server = port, None
+            self.port, self.server, self.env = port, None, sqlite_env
 
         def start(self):
             self.server = Process(
@@ -242,11 +250,27 @@ def restartable_server(tmp_path, sqlite_env):
     restartable.stop()
 
 
+def stored_count(env, room):
+    """How many of ``room``'s messages a runserver's SQLite database holds."""
+    with contextlib.closing(sqlite3.connect(env["SQLITE_PATH"], timeout=20)) as database:
+        return database.execute("SELECT count(*) FROM channels_example_message WHERE room = ?", (room,)).fetchone()[0]
+
+
+def wait_until_stored(env, room, count, timeout=30):
+    """Until the database holds ``count`` messages of ``room``: they are stored off the delivery path,
+    and nothing the page shows says when."""
+    deadline = time.monotonic() + timeout
+    while stored_count(env, room) < count:
+        assert time.monotonic() < deadline, "%d messages of %r not stored within %d s" % (count, room, timeout)
+        time.sleep(0.05)
+
+
 def test_page_reconnects_by_itself_after_the_server_restarts(restartable_server, new_page):
     ann = open_room(new_page(), restartable_server.port, "lobby", "ann")
     bob = open_room(new_page(), restartable_server.port, "lobby", "bob")
     say(ann, "before")
     expect(texts(bob)).to_have_text(["before"])
+    wait_until_stored(restartable_server.env, "lobby", 1)  # runserver numbers in memory, then from the database
 
     restartable_server.stop()
     for page in (ann, bob):
@@ -255,9 +279,94 @@ def test_page_reconnects_by_itself_after_the_server_restarts(restartable_server,
 
     for page in (ann, bob):
         expect(page.locator("#status")).to_have_attribute("data-state", "connected", timeout=RECONNECT_TIMEOUT)
+        expect(page.locator(".note.resumed")).to_have_text(["reconnected — nothing missed"])
     say(bob, "after")
     expect(texts(ann)).to_have_text(["before", "after"])
     expect(ann.locator(".note").filter(has_text="reconnected")).to_have_count(1)
+
+
+def test_a_page_whose_room_the_server_lost_shows_the_room_as_the_server_has_it_now(restartable_server, new_page):
+    ann = open_room(new_page(), restartable_server.port, "lost", "ann")
+    for text in ("one", "two"):
+        say(ann, text)
+    expect(texts(ann)).to_have_text(["one", "two"])
+
+    # The server comes back without the room: its memory went with the process, its rows are deleted.
+    restartable_server.stop()
+    expect(ann.locator("#status")).to_have_attribute("data-state", "reconnecting")
+    with contextlib.closing(sqlite3.connect(restartable_server.env["SQLITE_PATH"], timeout=20)) as database:
+        with database:
+            database.execute("DELETE FROM channels_example_message WHERE room = 'lost'")
+    restartable_server.start()
+
+    # The page asked for what came after 2; the room has no 2: the page shows the room as it is now.
+    expect(ann.locator("#messages > li")).to_have_text(
+        ["reconnected — the server no longer has the messages shown before; this is the room as it is now"],
+        timeout=RECONNECT_TIMEOUT)
+    say(ann, "three")  # numbered 1 again: shown, not taken for the "one" the page showed before
+    expect(texts(ann)).to_have_text(["three"])
+    expect(ann.locator(".message")).to_have_attribute("data-seq", "1")
+
+
+def talk(port, room, handle, lines, chunk=200):
+    """A Python WebSocket client joins ``room`` as ``handle``, says ``lines`` (``chunk`` at a time,
+    then the echoes) and leaves; the seqs its lines were given."""
+    async def main():
+        seqs = []
+        async with join(port, room, handle) as talker:
+            await joined(talker)
+            for start in range(0, len(lines), chunk):
+                for line in lines[start:start + chunk]:
+                    await talker.send(line)
+                seqs += [frame["seq"] for frame in await messages(talker, len(lines[start:start + chunk]), 120)]
+        return seqs
+
+    return run(main())
+
+
+def shown(page):
+    """``[seq, text]`` of every message the page shows, top to bottom."""
+    return page.eval_on_selector_all(
+        ".message", "items => items.map(item => [Number(item.dataset.seq), item.querySelector('.text').textContent])")
+
+
+@pytest.mark.parametrize("missed, mark", [
+    (12, "reconnected — 12 messages you missed"),
+    (1005, "reconnected — more than 1000 messages were missed; the oldest are not shown"),
+], ids=["12-missed", "more-than-the-resume-limit"])
+def test_after_its_daphne_restarts_a_page_shows_every_message_once_in_order_after_a_mark(
+        production, new_page, missed, mark):
+    stack = production(workers=2, daphnes=2)
+    theirs, talkers = stack.daphnes  # the pages on one daphne, the Python talkers on the other
+    ann = open_room(new_page(), theirs.port, "resume", "ann")
+    bob = open_room(new_page(), theirs.port, "resume", "bob")
+    say(ann, "ann before")
+    expect(texts(bob)).to_have_text(["ann before"])
+    before = talk(talkers.port, "resume", "early", ["before %d" % n for n in range(3)])
+    for page in (ann, bob):
+        expect(texts(page)).to_have_count(4)
+
+    theirs.stop()
+    for page in (ann, bob):
+        expect(page.locator("#status")).to_have_attribute("data-state", "reconnecting")
+    during = talk(talkers.port, "resume", "meanwhile", ["during %d" % n for n in range(missed)])
+    theirs.start()
+
+    for page in (ann, bob):
+        expect(page.locator(".note.resumed")).to_have_text([mark], timeout=RECONNECT_TIMEOUT)
+    after = talk(talkers.port, "resume", "late", ["after %d" % n for n in range(3)])
+    say(bob, "bob after")
+
+    kept = during[-settings.RESUME_LIMIT:]
+    expected = ([[1, "ann before"]] + [[seq, "before %d" % n] for n, seq in enumerate(before)]
+                + [[seq, "during %d" % (missed - len(kept) + n)] for n, seq in enumerate(kept)]
+                + [[seq, "after %d" % n] for n, seq in enumerate(after)] + [[after[-1] + 1, "bob after"]])
+    assert [seq for seq, _ in expected] == list(range(1, 5)) + kept + list(range(during[-1] + 1, during[-1] + 5))
+    for page in (ann, bob):
+        expect(page.locator(".message").last).to_have_attribute("data-seq", str(after[-1] + 1))
+        assert shown(page) == expected
+        # The mark stands where the page came back: right above the first message it missed.
+        expect(page.locator(".note.resumed + .message")).to_have_attribute("data-seq", str(kept[0]))
 
 
 def test_the_view_follows_new_messages(runserver, new_page):
@@ -342,18 +451,116 @@ def test_presence_shows_who_is_here_and_who_comes_and_goes(runserver, new_page):
     expect(ann.locator(".note.presence")).to_have_text(["bob joined", "bob left"])
 
 
-def test_without_a_handle_the_page_uses_the_one_the_server_gives(runserver, page):
+def test_a_guest_opening_a_room_link_picks_a_name_first_and_the_room_sees_one_join(runserver, new_page):
+    watcher = open_room(new_page(), runserver.port, "lobby", "watcher")
+    carol = new_page()
+    sockets = []
+    carol.on("websocket", lambda socket: sockets.append(socket.url))
+    carol.goto("http://127.0.0.1:%d/?room=lobby" % runserver.port)
+
+    expect(carol.locator("#handle")).to_be_focused()
+    expect(carol.locator("#room")).to_have_value("lobby")
+    expect(carol.locator(".note.invite")).to_have_text(
+        "Choose a name to join lobby, then Join; or join as a guest, and the room will give you one.")
+    # Join wants a name: with none, the page asks for it and stays out.
+    carol.get_by_role("button", name="Join", exact=True).click()
+    expect(carol.locator("#handle:invalid")).to_be_focused()
+    expect(carol.locator("#status")).to_have_attribute("data-state", "idle")
+    carol.keyboard.type("carol")
+    carol.keyboard.press("Enter")
+
+    expect(carol.locator("#status")).to_have_text("carol in lobby (guest)", timeout=CONNECT_TIMEOUT)
+    say(carol, "hello")
+    expect(texts(watcher)).to_have_text(["hello"])
+    expect(watcher.locator(".note.presence")).to_have_text(["carol joined"])
+    assert sockets == ["ws://127.0.0.1:%d/lobby/?handle=carol" % runserver.port]
+    # The name is hers from now on: another room's link joins at once under it.
+    kitchen = carol.context.new_page()
+    kitchen.goto("http://127.0.0.1:%d/?room=kitchen" % runserver.port)
+    expect(kitchen.locator("#status")).to_have_text("carol in kitchen (guest)", timeout=CONNECT_TIMEOUT)
+
+
+def test_join_as_a_guest_lets_the_server_give_the_name_and_the_room_sees_one_join(runserver, new_page):
+    watcher = open_room(new_page(), runserver.port, "lobby", "watcher")
+    page = new_page()
     page.goto("http://127.0.0.1:%d/?room=lobby" % runserver.port)
-    expect(page.locator("#status")).to_have_attribute("data-state", "connected", timeout=CONNECT_TIMEOUT)
 
-    expect(page.locator("#handle")).to_have_value(re.compile(r"^guest-[0-9a-f]{6}$"))
-    handle = page.locator("#handle").input_value()
+    page.get_by_role("button", name="Join as a guest").click()
+
+    expect(page.locator("#status")).to_have_text(re.compile(r"^guest-[0-9a-f]{6} in lobby \(guest\)$"),
+                                                 timeout=CONNECT_TIMEOUT)
+    handle = page.locator("#status .name").first.text_content()
     say(page, "who am I?")
-
     expect(page.locator(".message.own .handle")).to_have_text([handle])
     expect(page.locator(".note").first).to_have_text("you are %s in lobby" % handle)
-    expect(page.locator("#members li")).to_have_text([handle])
-    expect(page).to_have_url(re.compile(re.escape("?" + urlencode({"room": "lobby", "handle": handle})) + "$"))
+    expect(page.locator("#members li")).to_have_text([handle, "watcher"])
+    expect(texts(watcher)).to_have_text(["who am I?"])
+    expect(watcher.locator(".note.presence")).to_have_text(["%s joined" % handle])
+    # The name the server gave is not one the person chose: not in the box, the URL or the next visit.
+    expect(page.locator("#handle")).to_have_value("")
+    expect(page).to_have_url(re.compile(re.escape("/?room=lobby") + "$"))
+    page.reload()
+    expect(page.locator("#handle")).to_be_focused()
+    expect(page.locator("#status")).to_have_attribute("data-state", "idle")
+
+
+def test_a_name_typed_while_the_welcome_arrives_is_sent_as_typed(runserver, new_page):
+    watcher = open_room(new_page(), runserver.port, "lobby", "watcher")
+    page = new_page()
+    urls, held = [], {"frames": [], "holding": True}
+
+    def hold_frames_until_released(ws):
+        urls.append(ws.url)
+        server = ws.connect_to_server()
+
+        def to_page(message):
+            if held["holding"]:
+                held["frames"].append((ws, message))
+            else:
+                ws.send(message)
+
+        server.on_message(to_page)
+
+    def release():
+        while held["frames"]:  # sending lets Playwright deliver more: they join the queue
+            ws, message = held["frames"].pop(0)
+            ws.send(message)
+        held["holding"] = False
+
+    page.route_web_socket(re.compile(r"/lobby/"), hold_frames_until_released)
+    page.goto("http://127.0.0.1:%d/?room=lobby" % runserver.port)
+    page.get_by_role("button", name="Join as a guest").click()
+
+    # The guest starts typing a name; the server's welcome, with a generated one, lands mid-word.
+    page.click("#handle")
+    page.keyboard.type("car")
+    release()
+    expect(page.locator("#status")).to_have_text(re.compile(r"^guest-[0-9a-f]{6} in lobby \(guest\)$"),
+                                                 timeout=CONNECT_TIMEOUT)
+    page.keyboard.type("ol")
+    expect(page.locator("#handle")).to_have_value("carol")
+    page.keyboard.press("Enter")
+
+    expect(page.locator("#status")).to_have_text("carol in lobby (guest)", timeout=CONNECT_TIMEOUT)
+    assert [parse_qs(urlsplit(url).query) for url in urls] == [{}, {"handle": ["carol"]}]
+    expect(watcher.locator("#members .name")).to_have_text(["carol", "watcher"])
+    expect(watcher.locator(".note.presence").last).to_have_text("carol joined")
+
+
+def test_a_guest_who_logs_in_from_a_room_link_joins_it_at_once_under_the_account(runserver, new_page):
+    create_user(runserver, "ann")
+    watcher = open_room(new_page(), runserver.port, "lobby", "watcher")
+    ann = new_page()
+    ann.goto("http://127.0.0.1:%d/?room=lobby" % runserver.port)
+    expect(ann.locator("#handle")).to_be_focused()  # a guest: asked for a name
+
+    ann.click("#account >> text=Log in")
+    log_in(ann, "ann", "lobby")  # back on the room's link, signed in: no Join to press
+
+    expect(ann.get_by_role("button", name="Join as a guest")).to_be_hidden()
+    say(ann, "hello from an account")
+    expect(texts(watcher)).to_have_text(["hello from an account"])
+    expect(watcher.locator(".note.presence")).to_have_text(["ann joined"])
 
 
 def test_page_fits_a_phone_screen(runserver, new_page):
@@ -481,7 +688,9 @@ def test_logging_out_with_the_pages_button_closes_its_socket_and_the_page_says_s
     sockets = []
     ann.on("websocket", lambda socket: sockets.append(socket))
     ann.clock.install()
-    open_room(ann, runserver.port, "lobby", "")
+    ann.goto("http://127.0.0.1:%d/?room=lobby" % runserver.port)
+    ann.get_by_role("button", name="Join as a guest").click()
+    expect(ann.locator("#status")).to_have_attribute("data-state", "connected", timeout=CONNECT_TIMEOUT)
     ann.click("#account >> text=Log in")
     log_in(ann, "ann", "lobby")
     other_tab = ann.context.new_page()
@@ -505,10 +714,13 @@ def test_logging_out_with_the_pages_button_closes_its_socket_and_the_page_says_s
     expect(ann.locator("#status")).to_have_attribute("data-state", "signed-out")
     assert len(sockets) == 2, [socket.url for socket in sockets]  # the guest's before logging in, and ann's
 
+    # A guest again: the room's link asks for a name, as it asks any guest.
     ann.reload()
+    expect(ann.locator("#account")).to_have_attribute("data-signed-in", "0")
+    expect(ann.locator("#handle")).to_be_focused()
+    ann.get_by_role("button", name="Join as a guest").click()
     expect(ann.locator("#status")).to_have_text(re.compile(r"^guest-[0-9a-f]{6} in lobby \(guest\)$"),
                                                 timeout=CONNECT_TIMEOUT)
-    expect(ann.locator("#account")).to_have_attribute("data-signed-in", "0")
 
 
 def test_staff_delete_a_message_for_everyone_and_mute_a_member(runserver, new_page):
@@ -564,7 +776,7 @@ def test_a_page_signed_out_in_another_tab_before_it_joined_says_so_and_joins_as_
     second.click("#account >> text=Log out")  # in a tab that is in no room
     expect(second.locator(".note.alert")).to_have_text([re.compile("^you were signed out")])
     first.fill("#room", "lobby")
-    first.click("#join button")
+    first.get_by_role("button", name="Join", exact=True).click()
 
     expect(first.locator("#status")).to_have_text(re.compile(r"^guest-[0-9a-f]{6} in lobby \(guest\)$"),
                                                   timeout=CONNECT_TIMEOUT)
