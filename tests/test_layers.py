@@ -288,3 +288,29 @@ def test_a_frame_refused_at_the_outbox_limit_disconnects_its_socket_for_daphne(r
     channel, disconnect = redis_layer.receive(["websocket.disconnect"])
     assert (channel, disconnect["reply_channel"], disconnect["code"], disconnect["order"]) == (
         "websocket.disconnect", "daphne.response.x!many", 1013, 3)
+
+
+def test_a_script_sends_with_the_layers_lua_functions_as_the_layer_itself_would(redis_layer):
+    redis_layer.group_add("chat-lobby", "daphne.response.one!a")
+    redis_layer.group_add("chat-lobby", "daphne.response.one!b")
+    redis_layer.group_add("chat-lobby", "daphne.response.two!c")
+    script = redis_layer.lua_sends() + """
+        local dropped = asgi_group_send('chat-lobby', {text = 'to all'})
+        asgi_send('daphne.response.two!c', {text = 'to c', n = 7})
+        asgi_send('chat.history', {seq = 1, room = 'lobby', signed_in = false})
+        return dropped
+    """
+    assert redis_layer.connection(0).eval(script, 0) == 0
+    assert redis_layer.receive_batch(["daphne.response.one!"]) == [
+        ("daphne.response.one!a", {"text": "to all"}), ("daphne.response.one!b", {"text": "to all"})]
+    assert redis_layer.receive_batch(["daphne.response.two!"]) == [
+        ("daphne.response.two!c", {"text": "to all"}), ("daphne.response.two!c", {"text": "to c", "n": 7})]
+    assert redis_layer.receive(["chat.history"]) == ("chat.history", {"seq": 1, "room": "lobby", "signed_in": False})
+
+
+def test_the_lua_sends_exist_only_where_one_script_reaches_every_key(redis_url, settings):
+    config = dict(settings.REDIS_TRANSPORT, hosts=[redis_url])
+    assert RedisChannelLayer(**config).lua_sends() is not None
+    assert RedisChannelLayer(**dict(config, hosts=[redis_url, redis_url.replace("/0", "/1")])).lua_sends() is None
+    assert RedisChannelLayer(**dict(config, symmetric_encryption_keys=["secret"])).lua_sends() is None
+    assert RedisChannelLayer(**dict(config, channel_capacity={"daphne.[rs]*": 10})).lua_sends() is None

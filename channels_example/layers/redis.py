@@ -28,6 +28,9 @@ differs is how messages are moved, which is where the 1.x stack spent its time:
   backlog on every shard, for monitoring.
 * **Redis down** is logged once and waited out; runworker, which has no error handling
   of its own, keeps running.
+* **Sends from inside Redis** (scripted.py): Lua functions that write channel messages
+  as the layer does, so that an application can number, keep and fan out a message in
+  one round trip.
 
 The variants are subclasses, as in asgi_redis: ``RedisChannelLayer`` over asgi_redis's
 layer for a list of Redis URLs (several = shards), and ``RedisSentinelChannelLayer``
@@ -48,11 +51,12 @@ from channels_example.layers.explicit import ExplicitDelivery
 from channels_example.layers.gate import GATE
 from channels_example.layers.heartbeats import Heartbeats
 from channels_example.layers.outbox import Outbox
+from channels_example.layers.scripted import LuaSends
 
 log = logging.getLogger(__name__)
 
 
-class FastRedisLayer(Outbox, Heartbeats, ExplicitDelivery):
+class FastRedisLayer(LuaSends, Outbox, Heartbeats, ExplicitDelivery):
     """The changes above, mixed into one of asgi_redis's layers (before it in the bases)."""
 
     extensions = ["groups", "flush", "twisted", GATE, "heartbeats"]
