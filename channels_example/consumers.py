@@ -94,10 +94,6 @@ def ws_message(message):
         action, *args = protocol.parse_frame(message.content)
         if action != "message":
             return moderation.apply(room, action, args, speaker, message.user)
-        wait = moderation.muted_for(room, speaker.handle)
-        if wait:
-            raise protocol.ProtocolError("muted", "a moderator muted you here: %.0f s to go" % wait,
-                                         retry_after=round(wait, 1))
     except protocol.ProtocolError as invalid:
         metrics.count_error(invalid.code)
         message.reply_channel.send(invalid.frame())
@@ -105,7 +101,8 @@ def ws_message(message):
     chat_message = protocol.chat_message(room.name, speaker, args[0])
     if "received_at" in message.content:  # daphne's layer stamps frames (frame_timestamps)
         chat_message["received_at"] = message.content["received_at"]
-    room.send(chat_message)
+    # A muted sender is told so (muted, with the seconds left) when its message is delivered.
+    room.send(chat_message, sender=message.reply_channel.name)
 
 
 @in_order

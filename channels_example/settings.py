@@ -160,6 +160,10 @@ WEBSOCKET_LIFETIME = 86400
 # long at most; a worker's lease on a socket's frames expires this long after it died.
 ORDERING_GAP_SECONDS = 1.0
 ORDERING_LEASE_SECONDS = 2
+# Where one Redis server holds every key, a frame is put in order and its sends done in one
+# Lua script, one round trip (chat/scripted.py); SCRIPTED_DELIVERY=0 does it step by step,
+# as a sharded layer must (for measuring what it saves: docs/performance.md).
+SCRIPTED_DELIVERY = os.environ.get("SCRIPTED_DELIVERY", "1") != "0"
 # A daphne process refreshes its heartbeat in Redis every second; one silent for
 # DAPHNE_HEARTBEAT_TTL seconds is taken for dead. Every daphne sends chat.sweep every
 # SWEEP_INTERVAL seconds: a worker then removes dead daphnes' sockets from their rooms,

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from channels_example.chat import history, protocol
+from channels_example.chat import recent as recent_module
 from channels_example.chat.identity import Speaker
 from channels_example.chat.rooms import Room
 from channels_example.models import Message
@@ -179,7 +180,7 @@ def test_a_deletion_made_while_a_batch_was_being_stored_still_removes_the_row():
 
 def test_a_message_never_stored_stops_holding_the_recent_list_open(recent, settings, monkeypatch):
     settings.HISTORY_LENGTH = 2
-    monkeypatch.setattr(history, "UNSTORED_MS", 0)  # every unstored message has waited too long
+    monkeypatch.setattr(recent_module, "UNSTORED_MS", 0)  # every unstored message has waited too long
     for number in range(6):
         recent.append(LOBBY, message("m%d" % number))
     assert [item["seq"] for item in recent.snapshot(LOBBY, 0)[0]] == [5, 6]

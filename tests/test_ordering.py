@@ -6,20 +6,48 @@ import time
 
 import pytest
 
-from channels_example.chat import ordering
+from channels_example.chat import ordering, sequencers
+
+
+SEQUENCERS = {"memory": "LocalSequencer", "redis": "RedisSequencer", "scripted": "ScriptedSequencer"}
+MEMBER = "daphne.response.test!member"
+
+
+@pytest.fixture(params=["memory", "redis", "scripted"])
+def sequencer(request, monkeypatch, settings):
+    """The deployment's sequencer: in memory (runserver), in Redis over the project's layer step by
+    step, or in Redis doing the sends in its script (where what it sent is read from the layer)."""
+    delivered = []
+    monkeypatch.setattr(sequencers, "deliver", lambda sends, socket=None: delivered.extend(sends))
+    if request.param != "memory":
+        settings.SCRIPTED_DELIVERY = request.param == "scripted"
+        layer = request.getfixturevalue("redis_layer")
+    chosen = ordering.sequencer()
+    assert type(chosen).__name__ == SEQUENCERS[request.param]
+    if request.param == "scripted":
+        layer.group_add("chat-lobby", MEMBER)
+
+        def read():
+            while True:
+                channel, content = layer.receive([MEMBER.split("!")[0] + "!"])
+                if channel is None:
+                    return delivered
+                assert channel == MEMBER
+                delivered.append(["group", "chat-lobby", content])
+
+        chosen.delivered = read
+    else:
+        chosen.delivered = lambda: delivered
+    return chosen
 
 
 @pytest.fixture(params=["memory", "redis"])
-def sequencer(request, monkeypatch):
-    """The deployment's sequencer: in memory (runserver), or in Redis over the project's layer."""
-    delivered = []
-    monkeypatch.setattr(ordering, "deliver", lambda sends: delivered.extend(sends))
+def leased(request, settings):
+    """A sequencer whose workers take turns by a lease (the scripted one needs none: a script runs alone)."""
     if request.param == "redis":
+        settings.SCRIPTED_DELIVERY = False
         request.getfixturevalue("redis_layer")
-    chosen = ordering.sequencer()
-    assert type(chosen).__name__ == {"memory": "LocalSequencer", "redis": "RedisSequencer"}[request.param]
-    chosen.delivered = delivered
-    return chosen
+    return ordering.sequencer()
 
 
 def frame(order):
@@ -27,7 +55,7 @@ def frame(order):
 
 
 def texts(sequencer):
-    return [int(content["text"]) for _, _, content in sequencer.delivered]
+    return [int(content["text"]) for _, _, content in sequencer.delivered()]
 
 
 def test_frames_completed_out_of_order_are_delivered_in_order(sequencer):
@@ -89,11 +117,11 @@ def test_a_disconnect_due_at_once_is_delivered_by_its_own_worker(sequencer):
     assert texts(sequencer) == [1, 2] and sequencer.finished("socket!a")
 
 
-def test_while_another_worker_holds_the_lease_frames_are_parked_for_it(sequencer):
-    assert sequencer.claim("socket!a", 1, '["one"]', "worker-a", False) == ['["one"]']
-    assert sequencer.claim("socket!a", 2, '["two"]', "worker-b", False) == []
-    assert sequencer.release("socket!a", "worker-a") == ['["two"]']
-    assert sequencer.release("socket!a", "worker-a") == []
+def test_while_another_worker_holds_the_lease_frames_are_parked_for_it(leased):
+    assert leased.claim("socket!a", 1, '["one"]', "worker-a", False) == ['["one"]']
+    assert leased.claim("socket!a", 2, '["two"]', "worker-b", False) == []
+    assert leased.release("socket!a", "worker-a") == ['["two"]']
+    assert leased.release("socket!a", "worker-a") == []
 
 
 def test_many_threads_completing_shuffled_frames_deliver_in_order(sequencer):
@@ -113,5 +141,5 @@ def test_many_threads_completing_shuffled_frames_deliver_in_order(sequencer):
 
 def test_a_sockets_state_in_redis_always_expires(redis_layer):
     ordering.sequencer().complete("socket!once", 1, [])
-    key = ordering.KEY_PREFIX + "socket!once"
+    key = sequencers.KEY_PREFIX + "socket!once"
     assert redis_layer.connection(redis_layer.consistent_hash(key)).ttl(key) > 0

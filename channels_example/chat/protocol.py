@@ -241,6 +241,14 @@ def muted(room, handle, seconds, by):
     return _frame(type="muted", room=room, handle=handle, seconds=seconds, by=by)
 
 
+MUTED_DETAIL = "a moderator muted you here: %s s to go"
+
+
+def muted_error(wait):
+    """The error frame for a message whose sender a moderator muted, ``wait`` seconds before it may speak."""
+    return error("muted", MUTED_DETAIL % ("%.0f" % wait), retry_after=round(wait, 1))
+
+
 def error(code, detail, **extra):
     """The frame the sender of a bad frame receives (``extra``: e.g. ``retry_after`` for rate_limited)."""
     return _frame(type="error", code=code, detail=detail, **extra)

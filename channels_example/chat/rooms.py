@@ -27,11 +27,11 @@ import re
 import time
 import unicodedata
 
-from channels import Group
+from channels import Channel, Group
 from channels.message import pending_message_store
 from django.conf import settings
 
-from channels_example.chat import history, presence, protocol
+from channels_example.chat import history, metrics, moderation, presence, protocol
 from channels_example.chat.protocol import ProtocolError
 from channels_example.layers import gate
 
@@ -83,9 +83,6 @@ def group_name(room):
 
 class Room:
     """A chat room: its Group, its keys, and what its members send and receive."""
-
-    # How @in_order (channels_example.chat.ordering) names a buffered send to a room.
-    kind = "room"
 
     def __init__(self, name):
         self.name = name
@@ -139,21 +136,45 @@ class Room:
         if left is not None:
             self.group.send(left)
 
-    def send(self, message, immediately=False):
-        """Send a chat message (protocol.chat_message) to the room; inside a consumer, when it returns."""
-        if immediately or not pending_message_store.active:
-            self.publish(message)
-        else:
-            pending_message_store.append(self, message)
+    def send(self, message, sender=None, immediately=False):
+        """Send a chat message (protocol.chat_message) to the room; inside a consumer, when it returns.
 
-    def publish(self, message):
-        """Number the message, keep it for joiners, deliver it to the room, and queue it for storing."""
+        ``sender``: the reply channel of the socket that wrote it, which is told instead if a
+        moderator has muted its name here by the time the message is delivered.
+        """
+        if immediately or not pending_message_store.active:
+            self.publish(message, sender)
+        else:
+            pending_message_store.append(_Sent(self), {"message": message, "sender": sender})
+
+    def publish(self, message, sender=None):
+        """Number the message, keep it for joiners, deliver it to the room, and queue it for storing;
+        or, if its sender's name is muted here, tell the sender (and nobody else) why not."""
+        if sender is not None:
+            wait = moderation.muted_for(self, message["handle"])
+            if wait:
+                metrics.count_error("muted")
+                Channel(sender).send(protocol.muted_error(wait), immediately=True)
+                return None
         received_at = message.pop("received_at", None)
         seq = history.append(self, message, None if received_at is None else time.time() - received_at)
         self.group.send(gate.live(self.channel_layer, protocol.message_frame(message, seq), history.STREAM, seq),
                         immediately=True)
         history.queue_for_storing(self, seq, message)
         return seq
+
+
+class _Sent:
+    """A chat message a consumer sent to a room, as channels buffers it until the consumer returns:
+    ``kind`` and ``name`` for @in_order (channels_example.chat.ordering), ``send`` for channels."""
+
+    kind = "room"
+
+    def __init__(self, room):
+        self.room, self.name = room, room.name
+
+    def send(self, sent, immediately=True):
+        self.room.publish(sent["message"], sent["sender"])
 
 
 def _name(channel):
