@@ -15,15 +15,18 @@ HISTORY_LENGTH, HISTORY_PRUNE_EVERY, HISTORY_RETENTION = (
     settings.HISTORY_LENGTH, settings.HISTORY_PRUNE_EVERY, settings.HISTORY_RETENTION)
 
 
-def wait_until_stored(stack, room, last_seq, timeout=30):
-    """The stored seqs of ``room`` once its message ``last_seq`` (and the retained ones before it) are stored.
+def wait_until_stored(stack, room, last_seq, first_seq=None, timeout=30):
+    """The stored seqs of ``room`` once its message ``last_seq`` (and the retained ones before it) are
+    stored, and, with ``first_seq``, the ones before that pruned.
 
     The workers store off the delivery path and tell no one: the database is read until then.
+    Two workers store at once, so the prune may commit after later messages did.
     """
     deadline = time.monotonic() + timeout
     while True:
         seqs = stack.stored_seqs(room)
-        if seqs and seqs[-1] == last_seq and len(seqs) >= min(last_seq, HISTORY_RETENTION):
+        if seqs and seqs[-1] == last_seq and len(seqs) >= min(last_seq, HISTORY_RETENTION) and (
+                first_seq is None or seqs[0] == first_seq):
             return seqs
         assert time.monotonic() < deadline, "only %d messages stored, the last %s" % (len(seqs), seqs[-1:])
         time.sleep(0.05)
@@ -101,7 +104,7 @@ def test_the_database_keeps_the_last_messages_of_each_room_and_serves_history_wh
                 await messages(ws, len(batch))
 
     run(chat())
-    seqs = wait_until_stored(stack, "long", total)
+    seqs = wait_until_stored(stack, "long", total, first_seq=HISTORY_PRUNE_EVERY + 1)
     # Pruned when the room's message number HISTORY_RETENTION + HISTORY_PRUNE_EVERY was stored.
     assert seqs == list(range(HISTORY_PRUNE_EVERY + 1, total + 1))
 

@@ -314,3 +314,18 @@ def test_the_lua_sends_exist_only_where_one_script_reaches_every_key(redis_url, 
     assert RedisChannelLayer(**dict(config, hosts=[redis_url, redis_url.replace("/0", "/1")])).lua_sends() is None
     assert RedisChannelLayer(**dict(config, symmetric_encryption_keys=["secret"])).lua_sends() is None
     assert RedisChannelLayer(**dict(config, channel_capacity={"daphne.[rs]*": 10})).lua_sends() is None
+
+
+def test_the_layer_packs_asgi_redis_bytes_with_a_compiled_packer_and_redis_py_parses_with_hiredis(redis_layer):
+    import msgpack
+    import redis.connection
+
+    messages = [{"text": "héllo 👋", "order": 3, "reply_channel": "daphne.response.a!b", "bytes": None},
+                {"bytes": b"\x00\xff", "path": "/", "query_string": b"since=3", "client": ["127.0.0.1", 5]},
+                {"__gate__": {"stream": "history", "seq": 2 ** 40}, "received_at": 1.5, "ok": True}]
+    for message in messages:
+        packed = redis_layer.serialize(message)
+        assert packed == msgpack.packb(message, use_bin_type=True)  # asgi_redis's own bytes
+        assert redis_layer.deserialize(packed) == msgpack.unpackb(packed, encoding="utf8") == message
+    assert redis.connection.DefaultParser is redis.connection.HiredisParser
+    assert redis_layer.connection(0).ping()

@@ -1,6 +1,6 @@
 """The transport: channel layers for channels 1.x that drop nothing silently and keep each room's order.
 
-This package knows nothing of the chat. It imports only the standard library, redis,
+This package knows nothing of the chat. It imports only the standard library, redis, ormsgpack,
 asgiref, asgi_redis and Twisted (tests/test_architecture.py holds it to that); what it
 needs from an application reaches it through the layer's CONFIG in CHANNEL_LAYERS:
 

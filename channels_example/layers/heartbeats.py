@@ -31,9 +31,13 @@ class Heartbeats:
 
     def heartbeat(self, process, registry="processes"):
         """Mark a daphne process (or a worker) alive for heartbeat_ttl seconds (each does it every second)."""
-        self.shard(self.key("heartbeat:" + process)).set(
-            self.key("heartbeat:" + process), 1, px=int(self.heartbeat_ttl * 1000))
-        self.shard(self.key(registry)).zadd(self.key(registry), **{process: int(time.time())})
+        beat, names = self.key("heartbeat:" + process), self.key(registry)
+        pipe = self.shard(beat).pipeline(transaction=False).set(beat, 1, px=int(self.heartbeat_ttl * 1000))
+        if self.consistent_hash(names) == self.consistent_hash(beat):
+            pipe.zadd(names, **{process: int(time.time())}).execute()  # one round trip
+        else:
+            pipe.execute()
+            self.shard(names).zadd(names, **{process: int(time.time())})
 
     def dead_processes(self):
         """The daphne processes that kept a heartbeat and stopped, until ``forget_process``."""

@@ -16,8 +16,11 @@ differs is how messages are moved, which is where the 1.x stack spent its time:
   ``!``), and each process gets one message naming its targets; its ``receive`` hands
   daphne one copy per target. A full process channel drops the message for those
   members, logged and counted.
-* **One round trip to take a message**, not three (pop, get, delete in one script),
-  and no statistics counter written on every send.
+* **One round trip to take a message**, not three: the message travels in its
+  channel's list, not in a key of its own (so BLPOP returns it), and no statistics
+  counter is written on every send. The lists hold ``<expires at>|<content>``, with
+  asgi_redis's content and its Groups as they are: every process of a deployment must
+  use this layer (a stock asgi_redis process would read keys where there are messages).
 * **Workers take waiting messages in a fixed order** (``worker_priority``, a list of
   channel names): asgi_redis shuffles them.
 * **Heartbeats** (the ``heartbeats`` extension): each daphne marks its process alive
@@ -26,6 +29,7 @@ differs is how messages are moved, which is where the 1.x stack spent its time:
   that died without sending its sockets' disconnects. Workers keep one too, from their
   receive loop; ``alive()`` counts both, and ``queue_lengths()`` reads every channel's
   backlog on every shard, for monitoring.
+* **A compiled serializer** (ormsgpack) for asgi_redis's msgpack format.
 * **Redis down** is logged once and waited out; runworker, which has no error handling
   of its own, keeps running.
 * **Sends from inside Redis** (scripted.py): Lua functions that write channel messages
@@ -45,10 +49,12 @@ import threading
 import time
 
 import asgi_redis
+import ormsgpack
 import redis
 
 from channels_example.layers.explicit import ExplicitDelivery
 from channels_example.layers.gate import GATE
+from channels_example.layers.lists import LUA_CHANSEND, LUA_POPBATCH, LUA_POPGET, expired, message_of
 from channels_example.layers.heartbeats import Heartbeats
 from channels_example.layers.outbox import Outbox
 from channels_example.layers.scripted import LuaSends
@@ -83,6 +89,17 @@ class FastRedisLayer(LuaSends, Outbox, Heartbeats, ExplicitDelivery):
 
     def _incr_statistics_counter(self, stat_name, channel, connection):
         """Not kept: one more write per message, and nothing here reads it."""
+
+    def serialize(self, message):
+        """asgi_redis's msgpack, byte for byte (use_bin_type), by a compiled packer: msgpack-python
+        0.5.6 has no C extension on this Python, and its pure-Python one was most of a hop's cost."""
+        value = ormsgpack.packb(message)
+        return self.crypter.encrypt(value) if self.crypter else value
+
+    def deserialize(self, message):
+        if self.crypter:
+            message = self.crypter.decrypt(message, self.expiry + 10)
+        return ormsgpack.unpackb(message)
 
     def key(self, name):
         """The layer's own keys beside asgi_redis's (``asgi::group:...``), so flush() removes them too."""
@@ -180,6 +197,8 @@ class FastRedisLayer(LuaSends, Outbox, Heartbeats, ExplicitDelivery):
         indexes = self._receive_list_names(channels)
         if indexes is None:
             return None, None
+        if block and self.ring_size == 1:
+            return self._wait_for_one(self.connection(0), indexes[0])
         live = []
         for index, list_names in indexes.items():
             try:
@@ -205,11 +224,34 @@ class FastRedisLayer(LuaSends, Outbox, Heartbeats, ExplicitDelivery):
             index, list_names = live[self._blocking_turn]
             connection = self.connection(index)
             popped = connection.blpop(list_names, timeout=self.blpop_timeout)
-            if popped:
-                content = connection.pipeline().get(popped[1]).delete(popped[1]).execute()[0]
-                if content is not None:
-                    return self._unpack(popped[0], content)
+            if popped and message_of(popped[1]) is not None:
+                return self._unpack(popped[0], message_of(popped[1]))
         return None, None
+
+    def _wait_for_one(self, connection, list_names):
+        """One message, in one round trip: BLPOP takes it from the first of the lists (in priority
+        order) that has one, waiting up to blpop_timeout, and TIME, answered right after, says
+        whether it expired."""
+        give_up = time.monotonic() + self.blpop_timeout
+        while time.monotonic() < give_up:
+            popped, now = connection.pipeline(transaction=False).blpop(
+                list_names, timeout=self.blpop_timeout).time().execute()
+            if not popped:
+                break
+            if not expired(popped[1], now[0] * 1000 + now[1] // 1000):
+                unpacked = self._unpack(popped[0], message_of(popped[1]))
+                if unpacked[0] is not None:
+                    return unpacked
+        return None, None
+
+    def receive_waiting(self, channel, limit):
+        """Up to ``limit`` messages already waiting on a channel, without waiting: one round trip per shard."""
+        found = []
+        for index in range(self.ring_size):
+            if len(found) < limit:
+                found += self._popbatch(keys=[self.prefix + channel], args=[limit - len(found)],
+                                        client=self.connection(index))
+        return [(channel, self.deserialize(content)) for content in found]
 
     def _shard_down(self, index, error):
         down = self.__dict__.setdefault("_shards_down", set())
@@ -281,14 +323,22 @@ class FastRedisLayer(LuaSends, Outbox, Heartbeats, ExplicitDelivery):
         connection = self.connection(index)
 
         def read():
+            # One round trip: BLPOP waits for a message (a second at most), and the batch behind
+            # it comes in the answer to the script sent with it.
             self._keep_alive(process)
-            raw = self._popbatch(keys=list_names[:1], args=[self.BATCH], client=connection)
-            if not raw:
-                popped = connection.blpop(list_names, timeout=1)
-                if popped:
-                    raw = [connection.pipeline().get(popped[1]).delete(popped[1]).execute()[0]]
-                    raw += self._popbatch(keys=list_names[:1], args=[self.BATCH - 1], client=connection)
-            return raw
+            pipe = connection.pipeline(transaction=False)
+            pipe.blpop(list_names, timeout=1)
+            pipe.evalsha(self._popbatch.sha, 1, list_names[0], self.BATCH - 1)
+            popped, rest = pipe.execute(raise_on_error=False)
+            if isinstance(popped, Exception):
+                raise popped
+            if isinstance(rest, redis.exceptions.NoScriptError):  # a new Redis, or one that restarted
+                connection.script_load(self.lua_popbatch)
+                rest = self._popbatch(keys=list_names[:1], args=[self.BATCH - 1], client=connection)
+            elif isinstance(rest, Exception):
+                raise rest
+            # An item with no "|" is an asgi_redis key (message_of): skipped below.
+            return ([message_of(popped[1])] if popped else []) + rest
 
         raw = self._surviving(read, None)
         if raw is None:
@@ -300,39 +350,9 @@ class FastRedisLayer(LuaSends, Outbox, Heartbeats, ExplicitDelivery):
                 batch.extend(self._expand(process, self.deserialize(content)))
         return batch + self.gate.overdue()
 
-    ### Lua ###
+    ### Lua: the message format in Redis (lists.py) ###
 
-    # KEYS: channel lists, in order. Pops the first message whose content has not expired,
-    # deletes its content key and returns {list, content}; nil if all are empty.
-    lua_popget = """
-        for _, list in ipairs(KEYS) do
-          while true do
-            local key = redis.call('LPOP', list)
-            if not key then break end
-            local content = redis.call('GET', key)
-            if content then
-              redis.call('DEL', key)
-              return {list, content}
-            end
-          end
-        end
-        return nil
-    """
-
-    # KEYS[1]: one channel list; ARGV[1]: how many. Pops up to that many messages and
-    # returns their contents (expired ones are skipped), deleting the content keys.
-    lua_popbatch = """
-        local keys = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
-        if #keys == 0 then return {} end
-        redis.call('LTRIM', KEYS[1], #keys, -1)
-        local contents = redis.call('MGET', unpack(keys))
-        redis.call('DEL', unpack(keys))
-        local found = {}
-        for i = 1, #keys do
-          if contents[i] then table.insert(found, contents[i]) end
-        end
-        return found
-    """
+    lua_chansend, lua_popget, lua_popbatch = LUA_CHANSEND, LUA_POPGET, LUA_POPBATCH
 
 
 class RedisChannelLayer(FastRedisLayer, asgi_redis.RedisChannelLayer):

@@ -22,6 +22,7 @@ its steps one by one.
 """
 import logging
 
+from channels_example.layers.lists import LUA_PUSH
 from channels_example.layers.gate import GATE, TAG
 
 log = logging.getLogger(__name__)
@@ -76,15 +77,15 @@ class LuaSends:
         config = {
             "prefix": lua_string(self.prefix), "expiry": int(self.expiry), "group_expiry": int(self.group_expiry),
             "capacity": int(self.capacity), "rules": ", ".join(rules), "dropped": lua_string(self.key("dropped")),
-            "ids": lua_string(self.key("lua-ids")), "gate": "true" if GATE in self.extensions else "false",
+            "gate": "true" if GATE in self.extensions else "false",
             "tag": lua_string(TAG), "targets": lua_string(self.TARGETS),
         }
-        return _LUA_SENDS % config
+        return LUA_PUSH + _LUA_SENDS % config
 
 
 _LUA_SENDS = """
     local ASGI = {prefix = %(prefix)s, expiry = %(expiry)d, group_expiry = %(group_expiry)d,
-                  capacity = %(capacity)d, rules = {%(rules)s}, dropped = %(dropped)s, ids = %(ids)s,
+                  capacity = %(capacity)d, rules = {%(rules)s}, dropped = %(dropped)s,
                   gate = %(gate)s, tag = %(tag)s, targets = %(targets)s}
 
     local function asgi_now()
@@ -99,15 +100,8 @@ _LUA_SENDS = """
       return ASGI.capacity
     end
 
-    -- As asgi_redis's chansend: the message in a key that expires, its key on the channel's list.
     local function asgi_push(channel, message)
-      local list = ASGI.prefix .. channel
-      if redis.call('LLEN', list) >= asgi_capacity(channel) then return false end
-      local key = ASGI.prefix .. 'lua.' .. redis.call('INCR', ASGI.ids)
-      redis.call('SET', key, cmsgpack.pack(message), 'EX', ASGI.expiry)
-      redis.call('RPUSH', list, key)
-      redis.call('EXPIRE', list, ASGI.expiry + 1)
-      return true
+      return list_push(ASGI.prefix .. channel, cmsgpack.pack(message), ASGI.expiry, asgi_capacity(channel))
     end
 
     local function asgi_send(channel, message)
