@@ -43,7 +43,8 @@ def _redis_for(session_key):
 
 
 class _Read:
-    """The sessions this process read or wrote lately: session key -> (when, encoded data)."""
+    """The sessions this process read or wrote lately: session key -> (when, its data), decoded once
+    (a session's signature is checked when it is read from Redis, not on every frame)."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -54,12 +55,12 @@ class _Read:
             entry = self._entries.get(key)
             if entry is None or time.monotonic() - entry[0] >= settings.CHANNEL_SESSION_CACHE_SECONDS:
                 return None
-            return entry[1]
+            return dict(entry[1])
 
     def put(self, key, data):
         with self._lock:
             self._entries.pop(key, None)
-            self._entries[key] = (time.monotonic(), data)
+            self._entries[key] = (time.monotonic(), dict(data))
             while len(self._entries) > settings.CHANNEL_SESSION_CACHE_SIZE:
                 self._entries.popitem(last=False)
 
@@ -82,14 +83,14 @@ class SessionStore(SessionBase):
         if self.session_key is not None:
             data = _read.get(self.session_key)
             if data is None:
-                data = _redis_for(self.session_key).get(KEY_PREFIX + self.session_key)
-                if data is not None:
-                    data = data.decode("ascii")
+                encoded = _redis_for(self.session_key).get(KEY_PREFIX + self.session_key)
+                if encoded is not None:
+                    data = self.decode(encoded.decode("ascii"))
                     _read.put(self.session_key, data)
         if data is None:
             self._session_key = None
             return {}
-        return self.decode(data)
+        return data
 
     def exists(self, session_key):
         return _read.get(session_key) is not None or bool(_redis_for(session_key).exists(KEY_PREFIX + session_key))
@@ -108,11 +109,11 @@ class SessionStore(SessionBase):
         if self.session_key is None:
             return self.create()
         key = self.session_key
-        data = self.encode(self._get_session(no_load=must_create))
-        stored = _redis_for(key).set(KEY_PREFIX + key, data, ex=self.get_expiry_age(), nx=must_create)
+        session = self._get_session(no_load=must_create)
+        stored = _redis_for(key).set(KEY_PREFIX + key, self.encode(session), ex=self.get_expiry_age(), nx=must_create)
         if must_create and not stored:
             raise CreateError
-        _read.put(key, data)
+        _read.put(key, session)
 
     def delete(self, session_key=None):
         key = session_key or self.session_key
