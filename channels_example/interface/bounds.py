@@ -184,15 +184,19 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         self.sendMessage(frame["text"].encode("utf-8"))
 
     def serverSend(self, content, binary=False):
-        """daphne's, but what we send is no sign of life from the client (``last_data``), and output is bounded."""
+        """daphne's, but what we send is no sign of life from the client (``last_data``), output is
+        bounded, and a message sent to many sockets (a room's) is framed once for all of them."""
         if self.state == self.STATE_CONNECTING:
             self.serverAccept()
-        payload = content if binary else content.encode("utf-8")
+        prepared = _framed(self.factory, content, binary)
         if self.unsent is not None and self.unsent.full:
-            self.unsent.since_full += len(payload)
+            self.unsent.since_full += len(prepared.payload)
             if self.unsent.since_full > settings.SOCKET_MAX_UNSENT:
                 return self._close_slow_reader()
-        self.sendMessage(payload, binary)
+        if self.state == self.STATE_OPEN and self._perMessageCompress is None:
+            self.sendPreparedMessage(prepared)  # autobahn's: the frame's bytes, written as they are
+        else:
+            self.sendMessage(prepared.payload, binary)
 
     def _close_slow_reader(self):
         if self.state == self.STATE_OPEN:
@@ -236,6 +240,18 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
                                                factory.proxy_forwarded_port_header,
                                                factory.proxy_forwarded_proto_header, address)
         return address[0] if address else None
+
+
+_last_framed = [None, None, None]  # content, binary, its PreparedMessage: daphne has one reactor thread
+
+
+def _framed(ws_factory, content, binary):
+    """The WebSocket frame for ``content``: a Group message reaches daphne once and is handed to it
+    for each member in turn, the same text each time, so the last one framed is kept."""
+    if _last_framed[0] is not content or _last_framed[1] != binary:
+        payload = content if binary else content.encode("utf-8")
+        _last_framed[:] = [content, binary, ws_factory.prepareMessage(payload, isBinary=binary)]
+    return _last_framed[2]
 
 
 def _is_loopback(host):

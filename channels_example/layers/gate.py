@@ -64,18 +64,26 @@ class JoinGate:
 
     def admit(self, socket, message):
         """The (socket, message) pairs to hand daphne now for ``message`` to ``socket``."""
+        return self.admit_all([socket], message)
+
+    def admit_all(self, sockets, message):
+        """As ``admit``, for one message to each of these sockets (a Group message to a daphne)."""
         tag = message.get(TAG)
         if tag is None:
-            return [(socket, message)]
+            return [(socket, message) for socket in sockets]
         message = {key: value for key, value in message.items() if key != TAG}
+        pairs = []
         with self._lock:
-            if "seq" in tag:
-                return [(socket, out) for out in self._live(socket, tag["stream"], tag["seq"], message)]
-            state = self._joining_state(socket)
-            state["upto"][tag["stream"]] = tag["upto"]
-            if any(stream not in state["upto"] for stream in self.streams):
-                return [(socket, message)]
-            return [(socket, message)] + [(socket, out) for out in self._let_in(socket, state["upto"])]
+            for socket in sockets:
+                if "seq" in tag:
+                    pairs += [(socket, out) for out in self._live(socket, tag["stream"], tag["seq"], message)]
+                    continue
+                state = self._joining_state(socket)
+                state["upto"][tag["stream"]] = tag["upto"]
+                pairs.append((socket, message))
+                if all(stream in state["upto"] for stream in self.streams):
+                    pairs += [(socket, out) for out in self._let_in(socket, state["upto"])]
+        return pairs
 
     def overdue(self):
         """Pairs released because a socket waited too long for its snapshots, or behind a gap."""

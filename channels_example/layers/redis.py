@@ -274,10 +274,7 @@ class FastRedisLayer(LuaSends, Outbox, Heartbeats, ExplicitDelivery):
         """One (channel, message) per target (a Group message names several sockets), through the gate."""
         channel = message.pop("__asgi_channel__", channel)
         targets = message.pop(self.TARGETS, None)
-        pairs = []
-        for target in ([channel] if targets is None else targets):
-            pairs.extend(self.gate.admit(target, message))
-        return pairs
+        return self.gate.admit_all([channel] if targets is None else targets, message)
 
     def _surviving(self, read, default):
         """``read()``, or ``default`` while Redis cannot be reached (logged once an outage)."""
