@@ -48,10 +48,15 @@ class Shards:
         script = self._scripts.get(source)
         if script is None:
             script = self._scripts[source] = client.register_script(source)
+        # EVALSHA itself: a Script in a pipeline costs a SCRIPT EXISTS round trip first.
         pipe = client.pipeline(transaction=False)
-        script(keys=keys, args=args, client=pipe)
+        pipe.evalsha(script.sha, len(keys), *(list(keys) + list(args)))
         pipe.execute_command("WAIT", replicas, timeout_ms)
-        result, acknowledged = pipe.execute()
+        try:
+            result, acknowledged = pipe.execute()
+        except redis.exceptions.NoScriptError:  # a new master, or one restarted: nothing ran
+            client.script_load(source)
+            return self.run_replicated(source, keys, args, replicas, timeout_ms, shard_key)
         return result, acknowledged
 
 

@@ -74,15 +74,21 @@ class Outbox:
         return frames
 
     def _write_to(self, index, frames):
-        pipe = self.connection(index).pipeline(transaction=False)
+        # EVALSHA itself, not the Script: redis-py sends SCRIPT EXISTS before every pipeline that
+        # calls one, a round trip more per batch.
+        connection = self.connection(index)
+        pipe = connection.pipeline(transaction=False)
         for channel, message in frames:
-            self.chansend(
-                keys=[self.prefix + uuid.uuid4().hex, self.prefix + channel],
-                args=[self.serialize(message), self.expiry, self.get_capacity(channel)],
-                client=pipe,
-            )
+            pipe.evalsha(self.chansend.sha, 2, self.prefix + uuid.uuid4().hex, self.prefix + channel,
+                         self.serialize(message), self.expiry, self.get_capacity(channel))
         results = pipe.execute(raise_on_error=False)
         self._shard_up(index)
+        if any(isinstance(result, redis.exceptions.NoScriptError) for result in results):
+            # A new Redis, or one that restarted: load the script, and write what it refused.
+            connection.script_load(self.lua_chansend)
+            refused = [frame for frame, result in zip(frames, results)
+                       if isinstance(result, redis.exceptions.NoScriptError)]
+            return self._write_to(index, refused)
         for (channel, message), result in zip(frames, results):
             if isinstance(result, Exception):
                 self._drop_frame(channel, message, result)
