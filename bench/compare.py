@@ -71,9 +71,10 @@ def descendants(pid):
 class Target:
     """One way of serving the chat: start() returns (port, daphne-like pid, all server pids)."""
 
-    def __init__(self, name, folder, redis_delay_ms=None):
+    def __init__(self, name, folder, redis_delay_ms=None, env=None):
         self.name, self.folder, self.processes = name, folder, []
         self.redis_delay_ms = redis_delay_ms
+        self.env = env or {}  # more for the project's processes (runserver, stock, project)
         self.redis_stats = None  # the delay proxy's stats port
         self.measured = []  # the server processes to measure, when not the started ones
 
@@ -100,7 +101,7 @@ class Target:
         port = topology.free_port()
         if self.name == "runserver":
             env = dict(os.environ, REDIS_URL="", SQLITE_PATH=os.path.join(self.folder, "db.sqlite3"), LOG_LEVEL="WARNING",
-                       **UNLIMITED)
+                       **dict(UNLIMITED, **self.env))
             subprocess.run([sys.executable, os.path.join(ROOT, "manage.py"), "migrate", "-v", "0"], env=env, check=True)
             front = self._start("runserver", [sys.executable, os.path.join(ROOT, "manage.py"), "runserver",
                                               "127.0.0.1:%d" % port, "--noreload"], env=env, port=port)
@@ -122,7 +123,7 @@ class Target:
         else:
             env = topology.production_env(
                 self._redis(), SECRET_KEY="bench", LOG_LEVEL="WARNING", SQLITE_PATH=os.path.join(self.folder, "db.sqlite3"),
-                **UNLIMITED,
+                **dict(UNLIMITED, **self.env),
                 **({"DJANGO_SETTINGS_MODULE": "bench.settings", "REDIS_LAYER": "stock"} if self.name == "stock" else {}))
             subprocess.run([sys.executable, os.path.join(ROOT, "manage.py"), "migrate", "-v", "0"], env=env, check=True)
             front = self._add(topology.web(port, env, extra_args=["-v", "0"]))

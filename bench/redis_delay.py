@@ -11,8 +11,10 @@ Each chunk read on one side is written to the other ``--delay-ms`` later, in ord
 **round trip** is counted each time a client sends after Redis last answered it (a
 pipeline is one round trip, a BLPOP that waits is one); ``--stats`` is a port that
 answers every connection with the counts so far as one JSON line and closes:
-``{"round_trips": N, "connections": N, "bytes_up": N, "bytes_down": N, "delay_ms": D}``,
-where ``D`` is the delay each way as measured (asked for, plus the loop's lateness).
+``{"round_trips": N, "connections": N, "bytes_up": N, "bytes_down": N, "delay_ms": D,
+"by_port": {port: N}}``, where ``D`` is the delay each way as measured (asked for, plus the
+loop's lateness) and ``by_port`` the round trips by the client's port (bench/round_trips.py
+names the process behind each).
 
 Only the standard library; one asyncio loop, on ``select()``: epoll waits in whole
 milliseconds, which would turn a 0.5 ms delay into 1 ms.
@@ -25,6 +27,7 @@ import selectors
 import time
 
 COUNTS = collections.Counter()
+BY_PORT = collections.Counter()  # round trips by the client's port: which process made them
 
 
 async def _pump(reader, writer, delay, on_chunk):
@@ -71,11 +74,13 @@ def serve_client(upstream_host, upstream_port, delay):
             client_writer.close()
             return
         COUNTS["connections"] += 1
+        client_port = client_writer.get_extra_info("peername")[1]
         answered = [True]  # the client's next chunk starts a new round trip
 
         def up(data):
             if answered[0]:
                 COUNTS["round_trips"] += 1
+                BY_PORT[client_port] += 1
                 answered[0] = False
             COUNTS["bytes_up"] += len(data)
 
@@ -92,6 +97,7 @@ def serve_client(upstream_host, upstream_port, delay):
 async def report(reader, writer):
     counts = {name: COUNTS[name] for name in ("round_trips", "connections", "bytes_up", "bytes_down")}
     counts["delay_ms"] = COUNTS["delay_us"] / 1000 / COUNTS["delayed_chunks"] if COUNTS["delayed_chunks"] else None
+    counts["by_port"] = dict(BY_PORT)
     writer.write((json.dumps(counts) + "\n").encode())
     await writer.drain()
     writer.close()
