@@ -20,16 +20,17 @@ import sys
 
 
 def apply():
-    if sys.version_info >= (3, 12):
+    if sys.version_info >= (3, 12):  # its import system no longer calls find_module()
         _load_maintained_six_as_djangos()
 
 
 def _load_maintained_six_as_djangos():
-    """Python 3.12 removed ``find_module()`` from the import system. Django 2.2's
+    """Python 3.12's import system no longer calls ``find_module()``. Django 2.2's
     ``django/utils/six.py`` is six 1.10.0, whose importer for ``six.moves`` has nothing else,
-    so channels 1.1.8's ``from django.utils.six.moves.urllib.parse import urlparse``
-    (``channels/staticfiles.py``, loaded with channels' app) fails. The maintained six (pinned)
-    has ``find_spec()``; its module, loaded under Django's name, answers for
+    so channels 1.1.8's ``from django.utils.six.moves.urllib.parse import urlparse`` fails
+    (``channels/staticfiles.py``, which channels' ``AppConfig.ready()`` imports through its
+    runserver), and ``django.setup()`` with it. The maintained six (pinned) has
+    ``find_spec()``; its module, loaded under Django's name, answers for
     ``django.utils.six.moves.*`` itself.
     """
     import django.utils
