@@ -37,7 +37,9 @@ def test_six_moves_import_through_django_utils_six_as_channels_staticfiles_does(
 
 
 def test_the_wsgi_entry_point_serves_the_page(sqlite_env):
-    served = subprocess.run([sys.executable, "-c", WSGI_GET_PAGE], cwd=ROOT, env=sqlite_env,
+    # A server process, so DEBUG is off and SECRET_KEY must be given (settings.SERVER_PROCESS).
+    env = dict(sqlite_env, SECRET_KEY="wsgi-test-only")
+    served = subprocess.run([sys.executable, "-c", WSGI_GET_PAGE], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=60)
     assert served.returncode == 0, served.stderr
     assert served.stdout.split() == ["200", "OK", "True"]
