@@ -328,6 +328,10 @@ class Bench:
         receivers = sum(member.closed_at is None for member in self.members[client.room])
         record = (client, seq, now)
         self.outstanding += receivers
+        # Set again by the last of these deliveries. Left set, drain() would wait on a set event,
+        # which since Python 3.12 returns without yielding to the loop (asyncio.wait_for no longer
+        # wraps it in a task): a busy wait in which no delivery is read.
+        self.all_delivered.clear()
         self.tally.sent.append(record)
         if due_ns is not None:
             self.tally.send_lag.append(max(0, now - due_ns))

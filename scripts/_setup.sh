@@ -1,32 +1,73 @@
-# Shared set-up for scripts/run, scripts/test and scripts/prod; sourced, not run.
-# Creates .venv with the machine's Python 3.11, installs the pinned requirements when
-# they changed, and installs Debian packages that are missing (as root, or via sudo).
+# Shared set-up for scripts/run, scripts/test, scripts/prod and .ci/run; sourced, not run.
+# Chooses a supported Python, creates its venv (.venv-3.X, one per Python; .venv links to the
+# one in use), installs the pinned requirements when they changed, and installs Debian packages
+# that are missing (as root, or via sudo).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="$ROOT/.venv"
 cd "$ROOT"
+
+# Newest first: without PYTHON, the commands use the newest of these that the machine has.
+SUPPORTED_PYTHONS="3.13 3.12 3.11"
+PYENV_VERSIONS="${PYENV_ROOT:-$HOME/.pyenv}/versions"
 
 say() { printf '==> %s\n' "$*" >&2; }
 
-python311() {
-  for candidate in python3.11 python3; do
-    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
-      echo "$candidate"; return
+# find_python VERSION (e.g. 3.12): print the executable of a Python VERSION on this machine, or
+# fail: pythonVERSION or python3 on PATH, else pyenv's newest VERSION.* (pyenv's shims on PATH
+# run only the versions pyenv has selected, so each candidate is run to ask its version).
+find_python() {
+  local version="$1" candidate
+  for candidate in "python$version" python3 \
+      $(ls -d "$PYENV_VERSIONS/$version".*/bin/"python$version" 2>/dev/null | sort -rV); do
+    if command -v "$candidate" >/dev/null &&
+        "$candidate" -c 'import sys; sys.exit("%d.%d" % sys.version_info[:2] != sys.argv[1])' "$version" 2>/dev/null; then
+      "$candidate" -c 'import sys; print(sys.executable)'
+      return
     fi
   done
-  say "Python 3.11 is required (python3.11 or python3 on PATH)"; exit 1
+  return 1
 }
 
-# ensure_venv REQUIREMENTS_FILE: install it into .venv unless it is installed already, with
-# the same pins. The test requirements include the runtime ones, so a venv set up for the
-# tests serves scripts/run and scripts/prod too, and switching does not reinstall.
+# choose_python: set PYTHON_BIN and PYTHON_VERSION (3.X) to $PYTHON when it is set (a command
+# or a path, e.g. PYTHON=python3.12), else to the newest supported Python found.
+choose_python() {
+  local version
+  if [ -n "${PYTHON:-}" ]; then
+    case "$PYTHON" in
+      python3.* | 3.*) version="${PYTHON#python}"
+        PYTHON_BIN="$(find_python "$version")" ||
+          { say "PYTHON=$PYTHON: Python $version is not on PATH nor in $PYENV_VERSIONS"; exit 1; } ;;
+      *) PYTHON_BIN="$("$PYTHON" -c 'import sys; print(sys.executable)')" ||
+          { say "PYTHON=$PYTHON does not run"; exit 1; } ;;
+    esac
+  else
+    for version in $SUPPORTED_PYTHONS; do
+      PYTHON_BIN="$(find_python "$version")" && break
+    done
+    [ -n "${PYTHON_BIN:-}" ] ||
+      { say "no supported Python found ($SUPPORTED_PYTHONS), on PATH or in $PYENV_VERSIONS"; exit 1; }
+  fi
+  PYTHON_VERSION="$("$PYTHON_BIN" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+  case " $SUPPORTED_PYTHONS " in
+    *" $PYTHON_VERSION "*) ;;
+    *) say "$PYTHON_BIN is Python $PYTHON_VERSION; supported: $SUPPORTED_PYTHONS (choose one with PYTHON=python3.X $0)"
+       exit 1 ;;
+  esac
+}
+
+# ensure_venv REQUIREMENTS_FILE: install it into the chosen Python's venv unless it is installed
+# there already, with the same pins, and put that venv first on PATH. The test requirements
+# include the runtime ones, so a venv set up for the tests serves scripts/run and scripts/prod
+# too, and switching does not reinstall.
 ensure_venv() {
   local requirements="$1" pins installed
+  choose_python
+  VENV="$ROOT/.venv-$PYTHON_VERSION"
   pins="$(cat requirements.txt constraints.txt tests/requirements.txt | sha256sum | cut -c1-16)"
   if [ ! -x "$VENV/bin/python" ]; then
     say "creating $VENV"
-    "$(python311)" -m venv "$VENV"
+    "$PYTHON_BIN" -m venv --clear "$VENV"
   fi
   installed="$(cat "$VENV/.installed" 2>/dev/null || true)"
   if [ "$installed" != "$pins tests/requirements.txt" ] && [ "$installed" != "$pins $requirements" ]; then
@@ -35,6 +76,13 @@ ensure_venv() {
     "$VENV/bin/python" -m pip check
     echo "$pins $requirements" > "$VENV/.installed"
   fi
+  # .venv, as the docs write it, is the venv last used; the commands themselves use $VENV.
+  if [ -L .venv ] || [ ! -e .venv ]; then
+    ln -sfn "$(basename "$VENV")" .venv
+  else
+    say ".venv is a venv of its own, made before each Python had one: remove it to have .venv link to $(basename "$VENV")"
+  fi
+  say "using Python $("$VENV/bin/python" -c 'import platform; print(platform.python_version())') ($(readlink -f "$VENV/bin/python")) in $(basename "$VENV")"
   export PATH="$VENV/bin:$PATH"
 }
 

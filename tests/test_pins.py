@@ -1,24 +1,28 @@
 """The environment is exactly the pinned one, and the pins really work together."""
 import os
-import re
 from importlib import metadata
 
 import msgpack
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _pins(path):
-    pins = {}
+def _requirements(path):
+    """Each requirement line of ``path`` (options such as ``-c`` and ``-r`` left out), parsed."""
     with open(os.path.join(ROOT, path), encoding="utf-8") as lines:
         for line in lines:
             line = line.split("#")[0].strip()
-            if not line or line.startswith("-"):
-                continue
-            name, version = line.split("==")
-            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
-    return pins
+            if line and not line.startswith("-"):
+                yield Requirement(line)
+
+
+def _pins(path):
+    """``{name: version}`` for the lines of ``path`` meant for this Python (a marker may exclude it)."""
+    return {canonicalize_name(requirement.name): next(iter(requirement.specifier)).version
+            for requirement in _requirements(path) if requirement.marker is None or requirement.marker.evaluate()}
 
 
 RUNTIME = _pins("requirements.txt")
@@ -32,10 +36,15 @@ def test_installed_version_is_the_pinned_one(name, version):
 
 def test_every_requirement_line_is_pinned_exactly():
     for path in ("requirements.txt", "tests/requirements.txt"):
-        with open(os.path.join(ROOT, path), encoding="utf-8") as lines:
-            for line in lines:
-                line = line.split("#")[0].strip()
-                assert not line or line.startswith("-") or "==" in line, (path, line)
+        for requirement in _requirements(path):
+            assert [spec.operator for spec in requirement.specifier] == ["=="], (path, str(requirement))
+
+
+def test_a_line_for_other_pythons_is_not_installed():
+    for requirement in _requirements("requirements.txt"):
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            with pytest.raises(metadata.PackageNotFoundError):
+                metadata.version(requirement.name)
 
 
 def test_the_legacy_stack_is_the_one_the_mission_names():
