@@ -21,14 +21,17 @@ class ChattingRoom:
 
     def __init__(self, port, name, interval=0.05):
         self.port, self.name, self.interval = port, name, interval
-        self.sent, self.heard, self.arrivals = 0, [], []
+        self.sent, self.heard, self.arrivals, self.sent_at = 0, [], [], []
+        self.ready = asyncio.Event()
 
     async def run(self, stop):
         async with join(self.port, self.name, "talker") as talker, join(self.port, self.name, "listener") as listener:
             await joined(talker)
             await joined(listener)
             hearing = asyncio.ensure_future(self.listen(listener))
+            self.ready.set()
             while not stop.is_set():
+                self.sent_at.append(time.monotonic())
                 await talker.send("%s:%d" % (self.name, self.sent))
                 self.sent += 1
                 await asyncio.sleep(self.interval)
@@ -62,6 +65,8 @@ def chat_through_a_failover(stack, rooms, victim_service, before=2.0, after=8.0)
     async def main():
         stop = asyncio.Event()
         chatting = [asyncio.ensure_future(room.run(stop)) for room in rooms]
+        # Every room joined (on a busy machine that takes a while), then steady chat.
+        await asyncio.wait_for(asyncio.gather(*(room.ready.wait() for room in rooms)), TIMEOUT)
         await asyncio.sleep(before)  # a steady room: the time is the point
         victim = stack.services[victim_service]
         victim.stop(signal.SIGKILL)
@@ -75,15 +80,23 @@ def chat_through_a_failover(stack, rooms, victim_service, before=2.0, after=8.0)
 
 
 def assert_in_order_and_report(rooms, killed):
+    late = {}
     for room in rooms:
         seqs = [seq for seq, _ in room.heard]
         assert seqs == sorted(set(seqs)), "room %s heard numbers out of order or twice" % room.name
         numbers = room.numbers()
-        assert numbers == sorted(numbers), "room %s heard its talker out of order" % room.name
+        assert len(numbers) == len(set(numbers)), "room %s heard its talker twice" % room.name
+        # A frame a worker was handling when the master died can finish only after the failover,
+        # later than its gap was skipped: it is delivered late rather than lost (docs/ordering.md).
+        # Only such a frame may come after a later one: sent before the kill, heard after it.
+        late[room.name] = [number for at, number in enumerate(numbers) if number < max(numbers[:at], default=-1)]
+        assert all(room.sent_at[number] < killed for number in late[room.name]), \
+            "room %s heard its talker out of order in steady chat: %s" % (room.name, late[room.name])
     silences = {room.name: round(room.longest_silence(killed - 1), 2) for room in rooms}
     lost = {room.name: room.sent - len(room.numbers()) for room in rooms}
     print("longest silence per room after the kill (s):", silences)
     print("messages lost per room (sent, never heard):", lost)
+    print("messages delivered late, after later ones, per room:", late)
     return silences, lost
 
 
