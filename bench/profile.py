@@ -72,6 +72,9 @@ def main():
     parser.add_argument("--redis-delay-ms", type=float, default=None)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--duration", type=int, default=15, help="seconds to record (default 15)")
+    parser.add_argument("--start", type=float, default=4,
+                        help="seconds after the scenario starts to begin recording (default 4: past connecting; "
+                             "0 records S3's connecting)")
     parser.add_argument("--idle", action="store_true", help="count threads waiting (BLPOP, epoll) as well")
     parser.add_argument("--out", default=None)
     options = parser.parse_args()
@@ -88,7 +91,7 @@ def main():
         if target.redis_stats:
             command += ["--redis-stats", str(target.redis_stats)]
         bench = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        # Past connecting and settling: record the steady phase.
+        # By default past connecting and settling: record the steady phase.
         recorders = []
         for process in profiled:
             output = os.path.join(folder, "%s.txt" % process.name)
@@ -97,7 +100,7 @@ def main():
             if options.idle:
                 argv.append("--idle")
             recorders.append((process.name, output, subprocess.Popen(
-                ["/bin/sh", "-c", "sleep 4; exec \"$@\"", "sh"] + argv,
+                ["/bin/sh", "-c", "sleep %s; exec \"$@\"" % options.start, "sh"] + argv,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
         for _, _, recorder in recorders:
             recorder.wait()
