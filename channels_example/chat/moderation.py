@@ -29,10 +29,14 @@ def apply(room, action, args, moderator, user):
         raise protocol.ProtocolError("not_allowed", "only staff may %s" % action)
     if action == "delete":
         (seq,) = args
+        # Recorded before the message is removed: a worker storing it at this moment either
+        # sees the record once it has stored it (history.store removes it again), or stored it
+        # before the record existed, and then the removal below finds it.
+        action = ModerationAction.objects.create(moderator=user, moderator_name=moderator.handle,
+                                                 action="delete", room=room.name, seq=seq)
         if not history.forget(room, seq):
+            action.delete()
             raise protocol.ProtocolError("no_such_message", "%s has no message %d" % (room.name, seq))
-        ModerationAction.objects.create(moderator=user, moderator_name=moderator.handle, action="delete",
-                                        room=room.name, seq=seq)
         room.group.send(presence.event(room, protocol.deleted(room.name, seq, moderator.handle)))
     else:
         target, seconds = args
