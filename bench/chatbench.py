@@ -39,7 +39,7 @@ import secrets
 import socket
 import sys
 import time
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -722,6 +722,8 @@ def parse_args(argv):
     parser.add_argument("--origin", help="Origin header to send (default: the URL with http:// for ws://)")
     parser.add_argument("--room-prefix", help="room names are PREFIX-0, PREFIX-1, ... (default bench-<random>)")
     parser.add_argument("--json", help="also write the report to this file")
+    parser.add_argument("--wait", type=float, default=10,
+                        help="seconds to wait for the server to listen, when started just before (default 10)")
     args = parser.parse_args(argv)
     settings = dict(DEFAULTS)
     settings.update(SCENARIOS.get(args.scenario, {}))
@@ -746,12 +748,31 @@ def main(argv=None):
     limit = raise_file_limit()
     if config.rooms * config.clients + 50 > limit:
         sys.exit("%d clients need more file descriptors than the limit of %d" % (config.rooms * config.clients, limit))
+    wait_for_listener(config.url, config.wait)
     report = asyncio.run(run(config))
     print(format_report(report))
     if config.json:
         with open(config.json, "w") as out:
             json.dump(report, out, indent=2, ensure_ascii=False)
         print("wrote %s" % config.json)
+    if report["connect"]["refused"]:
+        sys.exit("%d of %d clients could not connect: the figures above are not the scenario's"
+                 % (report["connect"]["refused"], report["connect"]["clients"]))
+
+
+def wait_for_listener(url, seconds):
+    """Until the server accepts TCP connections (a server started in the background a moment
+    ago is still loading), or exit saying it never did."""
+    parsed = urlsplit(url)
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection((parsed.hostname, parsed.port or 80), timeout=1).close()
+            return
+        except OSError as error:
+            if time.monotonic() > deadline:
+                sys.exit("nothing listens at %s after %g s: %s" % (url, seconds, error))
+            time.sleep(0.1)
 
 
 if __name__ == "__main__":

@@ -5,14 +5,19 @@ The server speaks docs/protocol.md (each message echoed as a "message" frame to 
 of the path's room, the sender included) and runs on a free loopback port in the test's own
 event loop. Each client sends 10 messages (sequence numbers 0-9): 100/s for 0.1 s.
 """
+import asyncio
 import json
 import os
+import subprocess
+import sys
+import time
 from http import HTTPStatus
 
 from websockets.asyncio.server import serve
 
 from bench import chatbench
 from tests.chatclient import run
+from tests.servers import ROOT, free_port
 
 ROOMS, CLIENTS, MESSAGES = 2, 4, 10
 SENT = ROOMS * CLIENTS * MESSAGES
@@ -146,3 +151,33 @@ def test_a_close_by_the_server_is_reported_with_its_code():
 
     assert report["closes_by_server"] == {"1013": 1}
     assert report["close_reasons"] == {"1013 try again later": 1}
+
+
+def chatbench_command(port, *options):
+    return [sys.executable, os.path.join(ROOT, "bench", "chatbench.py"), "ws://127.0.0.1:%d" % port,
+            "--rooms", str(ROOMS), "--clients", str(CLIENTS), "--rate", "100", "--duration", "0.1",
+            "--settle", "0"] + list(options)
+
+
+def test_the_command_fails_when_clients_are_refused():
+    server = ChatServer(refuse={"c1"})
+
+    async def main():
+        async with serve(server.handler, "127.0.0.1", 0, process_request=server.process_request,
+                         compression=None) as listening:
+            port = listening.sockets[0].getsockname()[1]
+            bench = await asyncio.create_subprocess_exec(*chatbench_command(port), stderr=asyncio.subprocess.PIPE,
+                                                         stdout=asyncio.subprocess.DEVNULL)
+            _, stderr = await bench.communicate()
+            return bench.returncode, stderr.decode()
+
+    code, stderr = run(main())
+    assert code != 0 and "1 of 8 clients could not connect" in stderr
+
+
+def test_the_command_waits_for_a_server_that_is_not_listening_yet_and_fails_if_none_comes():
+    port = free_port()
+    started = time.monotonic()
+    bench = subprocess.run(chatbench_command(port, "--wait", "1"), capture_output=True, text=True)
+    assert bench.returncode != 0 and "nothing listens at ws://127.0.0.1:%d after 1 s" % port in bench.stderr
+    assert time.monotonic() - started >= 1
