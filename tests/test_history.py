@@ -161,18 +161,20 @@ def test_a_resume_holds_nothing_at_or_below_since_when_messages_were_deleted(rec
 def test_a_deletion_made_while_a_batch_was_being_stored_still_removes_the_row():
     from unittest import mock
 
-    from channels_example.models import ModerationAction
+    from channels_example.chat import moderation
 
     real = history._deleted
-    calls = []
+    moderator = Speaker("mod", True, True, "user:1")
 
     def deleted_meanwhile(items):
-        calls.append(1)
-        if len(calls) == 1:
-            ModerationAction.objects.create(moderator_name="mod", action="delete", room="lobby", seq=2)
-            return set()  # read before the moderator acted
-        return real(items)
+        # The moderator acts just after the store read the deletions (its only read, after its
+        # commit): the deletion's record came too late for the store, so its removal must find the row.
+        found = real(items)
+        moderation.apply(LOBBY, "delete", (2,), moderator, None)
+        return found
 
+    history.recent().append(LOBBY, message("one"))
+    history.recent().append(LOBBY, message("two"))
     with mock.patch.object(history, "_deleted", deleted_meanwhile):
         history.store(*({"room": "lobby", "seq": seq, "handle": "ann", "message": "m", "ts": 0} for seq in (1, 2)))
     assert list(Message.objects.values_list("seq", flat=True)) == [1]

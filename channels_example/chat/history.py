@@ -107,28 +107,28 @@ def store(*stored):
     then. Returns the seqs handled, by room name, for ``stored``.
 
     Saving a message twice is harmless: (room, seq) is unique and a repeat is skipped. A
-    message a moderator deleted before it was stored is not stored. If the database
+    message a moderator deleted before it was stored is not kept. If the database
     refuses a message (DataError, IntegrityError; psycopg2 refuses a NUL with ValueError
     before the database sees it), each message is saved on its own, so that the refused
     one (logged with its room and seq) never loses the others.
     """
-    # Read before the transaction: in SQLite a transaction that reads and then writes can
-    # meet another writer and fail at once with "database is locked", where a writing one waits.
-    deleted = _deleted(stored)
-    kept = [item for item in stored if (item["room"], item["seq"]) not in deleted]
     try:
         with transaction.atomic():
-            _save(kept)
+            _save(stored)
     except REFUSED:
-        for item in kept:
+        for item in stored:
             try:
                 with transaction.atomic():
                     _save([item])
             except REFUSED as refused:
                 log.error("message %s of room %r not stored: the database refused it: %s",
                           item["seq"], item["room"], refused)
-    # A moderator may have deleted one of them while they were being stored.
-    _delete_deleted(kept)
+    # Deleted by a moderator before or while they were being stored: removed again. Once, after
+    # the commit, is enough: moderation.apply records a deletion before it removes the message,
+    # so a record this misses came after the commit, and its removal finds the row. (After the
+    # transaction, not in it: in SQLite a transaction that reads and then writes can meet another
+    # writer and fail at once with "database is locked", where a writing one waits.)
+    _delete_deleted(stored)
     by_room = {}
     for item in stored:
         by_room.setdefault(item["room"], []).append(item["seq"])
