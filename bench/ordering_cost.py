@@ -5,10 +5,17 @@
 2. End to end on the production topology (redis-server + daphne + 2 runworkers):
    one client sends a burst as fast as it can, another member of the room receives
    it; with @in_order and without (bench/settings.py, ORDERED_DELIVERY=0): the
-   burst's duration, how many adjacent pairs arrived out of order, and the workers'
-   CPU time per message. Each burst goes to a room of its own.
+   burst's duration, how many adjacent pairs of chat messages arrived out of order
+   (other frames are not counted), and the workers' CPU time per message. Each burst
+   goes to a room of its own.
 
-    .venv/bin/python bench/ordering_cost.py [--burst 500] [--runs 5]
+    .venv/bin/python bench/ordering_cost.py [--burst 500] [--runs 5] [--json]
+
+With ``--server``, only the bursts, against a server already running (scripts/run or
+scripts/prod started with CHAT_RATE_LIMIT=off, or a burst is refused): ordered as that
+server is, with the CPU time of the processes given with ``--pid``, if any.
+
+    .venv/bin/python bench/ordering_cost.py --server http://127.0.0.1:8000 [--pid PID] [--burst 100]
 """
 import argparse
 import asyncio
@@ -22,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "channels_example.settings")
@@ -45,7 +53,6 @@ def sequencer_alone(redis_url, frames):
 
     layer = RedisChannelLayer(**dict(settings.REDIS_TRANSPORT, hosts=[redis_url]))
     channel_layers.set(DEFAULT_CHANNEL_LAYER, ChannelLayerWrapper(layer, DEFAULT_CHANNEL_LAYER, []))
-    ordering.deliver = lambda sends: None
     sequencer = ordering.sequencer()
     started = time.perf_counter()
     for order in range(1, frames + 1):
@@ -67,24 +74,85 @@ def sequencer_alone(redis_url, frames):
 
 
 _rooms = itertools.count()
+# A burst that stops arriving for this long has been lost or refused.
+BURST_TIMEOUT = 30
 
 
-async def burst(port, count):
-    """One client sends ``count`` messages as fast as it can to a room of its own; another member receives
-    them. The burst's duration, and how many adjacent pairs the member received out of order."""
-    url = "ws://127.0.0.1:%d/bench-%d-%d/" % (port, os.getpid(), next(_rooms))
-    origin = "http://127.0.0.1:%d" % port
+async def burst(server, count):
+    """One client sends ``count`` messages as fast as it can to a room of its own on ``server``
+    (``http://host:port``); another member receives them. The burst's duration, and how many
+    adjacent pairs of chat messages the member received out of order."""
+    parts = urlsplit(server)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    url = "%s://%s/bench-%d-%d/" % (scheme, parts.netloc, os.getpid(), next(_rooms))
+    origin = "%s://%s" % (parts.scheme, parts.netloc)
     async with connect(url, origin=origin, max_queue=None) as sender, connect(url, origin=origin, max_queue=None) as member:
+        refused = asyncio.ensure_future(_first_error(sender))
         started = time.perf_counter()
         for number in range(count):
             await sender.send(str(number))
-        received = []
-        while len(received) < count:
-            frame = json.loads(await member.recv())
-            if frame["type"] == "message":
-                received.append(int(frame["message"]))
+        arrived = asyncio.ensure_future(_chat_messages(member, count))
+        await asyncio.wait([arrived, refused], timeout=BURST_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
         elapsed = time.perf_counter() - started
+        refused.cancel()
+        if not arrived.done():
+            arrived.cancel()
+            if refused.done() and not refused.cancelled():
+                raise RuntimeError("the server refused the burst: %s%s" % (refused.result(), (
+                    " (start it with CHAT_RATE_LIMIT=off)" if "rate_limited" in refused.result() else "")))
+            raise RuntimeError("the burst of %d did not arrive within %d s" % (count, BURST_TIMEOUT))
+        received = arrived.result()
     return elapsed, sum(1 for a, b in zip(received, received[1:]) if b < a)
+
+
+async def _chat_messages(member, count):
+    """The numbers of the next ``count`` chat messages ``member`` receives; its other frames
+    (welcome, history, presence) are not messages of the burst."""
+    received = []
+    while len(received) < count:
+        frame = json.loads(await member.recv())
+        if frame["type"] == "message":
+            received.append(int(frame["message"]))
+    return received
+
+
+async def _first_error(sender):
+    """The first error frame the sender receives, as ``code: detail``."""
+    while True:
+        frame = json.loads(await sender.recv())
+        if frame["type"] == "error":
+            return "%s: %s" % (frame["code"], frame["detail"])
+
+
+def bursts(server, count, runs, pids=(), settle=0):
+    """``runs`` bursts of ``count`` after a warm-up one: ``(seconds, inversions, CPU seconds per message
+    of the processes pids, or None)`` each. ``settle``: seconds the processes are given after each
+    burst to finish its work (storing it) before their CPU time is read."""
+    asyncio.run(burst(server, 10))  # warm up every worker
+    results = []
+    for _ in range(runs):
+        cpu_before = sum(cpu_seconds(pid) for pid in pids)
+        elapsed, inversions = asyncio.run(burst(server, count))
+        time.sleep(settle)
+        cpu = (sum(cpu_seconds(pid) for pid in pids) - cpu_before) / count if pids else None
+        results.append((elapsed, inversions, cpu))
+    return results
+
+
+def summary(results, count, **about):
+    """The figures of ``bursts``, as the table and --json report them."""
+    times, inversions, cpu = zip(*results)
+    return dict(about, burst=count, runs=len(results), median_seconds=round(statistics.median(times), 4),
+                runs_out_of_order=sum(1 for number in inversions if number),
+                median_inversions=statistics.median(inversions),
+                worker_cpu_us_per_message=None if None in cpu else round(statistics.median(cpu) * 1e6))
+
+
+def table_row(row, first_column):
+    cpu = "-" if row["worker_cpu_us_per_message"] is None else "%d us" % row["worker_cpu_us_per_message"]
+    return "| %s | %d | %.2f s | %d of %d | %g | %s |" % (
+        first_column, row["burst"], row["median_seconds"], row["runs_out_of_order"], row["runs"],
+        row["median_inversions"], cpu)
 
 
 def end_to_end(ordered, count, runs, folder):
@@ -101,17 +169,14 @@ def end_to_end(ordered, count, runs, folder):
     processes = [topology.web(daphne_port, env, log_path=os.path.join(folder, "daphne.log"), extra_args=["-v", "0"]).start()]
     workers = [topology.worker(env, log_path=os.path.join(folder, "w%d.log" % n)).start() for n in range(2)]
     try:
-        asyncio.run(burst(daphne_port, 10))  # warm up both workers
-        results = []
-        for _ in range(runs):
-            cpu_before = sum(cpu_seconds(worker.pid) for worker in workers)
-            elapsed, inversions = asyncio.run(burst(daphne_port, count))
-            cpu = sum(cpu_seconds(worker.pid) for worker in workers) - cpu_before
-            results.append((elapsed, inversions, cpu / count))
-        return results
+        return bursts("http://127.0.0.1:%d" % daphne_port, count, runs, [worker.pid for worker in workers])
     finally:
         for process in workers + processes + [redis_server]:
             process.stop()
+
+
+HEADER = """| %s | burst | median time | runs out of order | adjacent inversions (median) | worker CPU per message |
+|---|---|---|---|---|---|"""
 
 
 def main():
@@ -119,7 +184,17 @@ def main():
     parser.add_argument("--burst", type=int, default=500)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--frames", type=int, default=5000)
+    parser.add_argument("--server", help="only the bursts, against this running server: http://127.0.0.1:8000")
+    parser.add_argument("--pid", type=int, action="append", default=[],
+                        help="with --server: a process whose CPU time to count (runserver's, or each runworker's)")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     options = parser.parse_args()
+    if options.server:
+        row = summary(bursts(options.server, options.burst, options.runs, options.pid), options.burst,
+                      server=options.server)
+        print(json.dumps({"end_to_end": [row]}) if options.json else
+              "%s\n%s" % (HEADER % "server", table_row(row, options.server)))
+        return
     folder = tempfile.mkdtemp(prefix="ordering-cost-")
 
     port = topology.free_port()
@@ -129,18 +204,24 @@ def main():
         in_order, shuffled = sequencer_alone("redis://127.0.0.1:%d/0" % port, options.frames)
     finally:
         redis_server.stop()
-    print("sequencer alone, %d frames: %.0f us/frame in order, %.0f us/frame shuffled over 2 threads"
-          % (options.frames, in_order * 1e6, shuffled * 1e6))
-
-    print("\n| @in_order | burst | median time | runs out of order | adjacent inversions (median) | worker CPU per message |")
-    print("|---|---|---|---|---|---|")
+    figures = {"sequencer_alone": {"frames": options.frames, "in_order_us_per_frame": round(in_order * 1e6),
+                                   "shuffled_us_per_frame": round(shuffled * 1e6)}, "end_to_end": []}
+    if not options.json:
+        print("sequencer alone, %d frames: %.0f us/frame in order, %.0f us/frame shuffled over 2 threads"
+              % (options.frames, in_order * 1e6, shuffled * 1e6))
+        print("\n" + HEADER % "@in_order")
     for ordered in (False, True):
         results = end_to_end(ordered, options.burst, options.runs, os.path.join(folder, str(int(ordered))))
-        times, inversions, cpu = zip(*results)
-        print("| %d | %d | %.2f s | %d of %d | %d | %.0f us |" % (
-            ordered, options.burst, statistics.median(times), sum(1 for n in inversions if n), options.runs,
-            statistics.median(inversions), statistics.median(cpu) * 1e6))
+        row = summary(results, options.burst, in_order=ordered)
+        figures["end_to_end"].append(row)
+        if not options.json:
+            print(table_row(row, int(ordered)), flush=True)
+    if options.json:
+        print(json.dumps(figures))
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RuntimeError as failed:  # a burst refused or lost, a server that did not start: say which
+        sys.exit("%s: %s" % (os.path.basename(__file__), failed))

@@ -1,8 +1,9 @@
 """The seed's three consumers (section 五 of the study note), now correct, and two for the workers' own jobs.
 
-Each WebSocket path is a chat room: a socket joins its ``Room`` on connect and learns
-who it is, who is there and the room's recent history; every chat message it sends
-goes to the room, numbered and kept; it leaves on disconnect. A ``Room`` is used as the
+Each WebSocket path is a chat room but /channels_example/, the study note's echo
+(channels_example/echo.py): a socket joins its ``Room`` on connect and learns who it
+is, who is there and the room's recent history; every chat message it sends goes to
+the room, numbered and kept; it leaves on disconnect. A ``Room`` is used as the
 1.x docs use a Group (``Room(room).send(...)`` for ``Group("chat-%s" % room).send(...)``).
 
 Who speaks is the socket's Django user, channels 1.x's own way: the session cookie

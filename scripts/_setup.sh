@@ -117,10 +117,12 @@ free_port() {
 }
 
 # require_free_port PORT: stop here, saying so, when something already listens on PORT
-# (daphne would log the failure and keep running, serving nothing).
+# (daphne would log the failure and keep running, serving nothing). Needs no venv, so the
+# scripts call it first, before anything is installed or started.
 require_free_port() {
+  [ -n "${PYTHON_BIN:-}" ] || choose_python
   # SO_REUSEADDR, as the servers bind: a port whose old connections linger in TIME_WAIT is free.
-  if ! python -c 'import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null; then
+  if ! "$PYTHON_BIN" -c 'import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null; then
     say "port $1 is in use on 127.0.0.1: stop what listens there, or choose another with PORT=8001 $0"
     exit 1
   fi

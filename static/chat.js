@@ -32,6 +32,8 @@ var RETRY_FIRST_MS = 500;
 var RETRY_MAX_MS = 10000;
 var FOLLOW_SLACK_PX = 48;
 var MUTE_SECONDS = 300;
+// The path /channels_example/ is the study note's echo (channels_example/echo.py), not a room.
+var NOTE_ECHO_ROOM = "channels_example";
 
 // chosen: the name a guest chose for the room ("": the server names them); handle: the
 // name the page speaks as (the welcome's, once it came); retries: consecutive attempts
@@ -493,6 +495,12 @@ function invite(room) {
 }
 
 function join(room, handle) {
+  if (room.trim() === NOTE_ECHO_ROOM) {
+    note(NOTE_ECHO_ROOM + " is the study note's echo (its test page, /seed/), not a room: pick another room",
+         "error");
+    byId("room").focus();
+    return;
+  }
   leave();
   chat.room = room.trim() || "lobby";
   // A guest's chosen name, or none: the server gives one (guest-...), and the welcome frame says which.
@@ -528,9 +536,8 @@ function send(event) {
   if (sendFrame({message: input.value}, "not sent: not connected (your message is still in the box)")) input.value = "";
 }
 
-/* The study note's test, unchanged in flow: open /channels_example/, send
- * "hello world", and show the reply (in the page rather than in alert()). The room's
- * welcome and history frames come first; the reply is the first chat message. */
+/* The study note's test, unchanged in flow: open /channels_example/ (the note's echo,
+ * not a room), send "hello world", and show the reply (in the page rather than in alert()). */
 function WebSocketTest() {
   var output = byId("seed-output");
   output.textContent = "connecting to /channels_example/ …";
@@ -539,13 +546,6 @@ function WebSocketTest() {
     socket.send("hello world");
   };
   socket.onmessage = function (event) {
-    var frame = null;
-    try {
-      frame = JSON.parse(event.data);
-    } catch (notJson) {
-      // Not ours: show it as it came.
-    }
-    if (frame && frame.type !== "message") return;
     output.textContent = event.data;
     socket.close();
   };
