@@ -59,7 +59,7 @@ class ExplicitDelivery:
 
     def send(self, channel, message):
         if channel == "websocket.receive":
-            self.check_backlog(message["reply_channel"], message["order"])
+            self.check_backlog(message["reply_channel"], message["order"], message.get("path", ""))
             message = self.frame_for_workers(message)
         elif channel == "websocket.disconnect":
             self.closed(message["reply_channel"])
@@ -76,7 +76,7 @@ class ExplicitDelivery:
         short[OVERSIZED] = len(body)
         return short
 
-    def check_backlog(self, socket, order):
+    def check_backlog(self, socket, order, path=""):
         """Raise ChannelFull, and disconnect the socket for daphne, when it has socket_backlog frames unhandled."""
         if self.socket_backlog is None or order - self._handled.get(socket, 1) < self.socket_backlog:
             return
@@ -87,7 +87,7 @@ class ExplicitDelivery:
             return
         if order - self._handled[socket] >= self.socket_backlog:
             log.warning("closing %s: %d frames waiting to be handled (socket_backlog)", socket, self.socket_backlog)
-            self.disconnect_refused(socket, order)
+            self.disconnect_refused(socket, order, path)
             raise self.ChannelFull()
 
     def socket_progress(self, socket):
@@ -101,15 +101,16 @@ class ExplicitDelivery:
         self._handled.pop(socket, None)
         self.gate.forget(socket)
 
-    def disconnect_refused(self, socket, order):
+    def disconnect_refused(self, socket, order, path=""):
         """Send the websocket.disconnect daphne will not send for a socket whose frame was refused.
 
         daphne closes such a socket with 1013 but marks it muted, and a muted socket's
         close sends no disconnect: without this it would stay in its Group and in its
         room's presence for a day. Its ``order`` is the refused frame's, the last the
-        socket will have. Kept and sent again later if the layer cannot take it now.
+        socket will have, and its ``path`` the socket's (the routing may depend on it). Kept and
+        sent again later if the layer cannot take it now.
         """
-        self.pending_disconnects.append({"reply_channel": socket, "path": "", "code": 1013, "order": order})
+        self.pending_disconnects.append({"reply_channel": socket, "path": path, "code": 1013, "order": order})
         self.flush_disconnects()
 
     def flush_disconnects(self):

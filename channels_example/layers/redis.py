@@ -122,9 +122,9 @@ class FastRedisLayer(LuaSends, Outbox, Heartbeats, ExplicitDelivery):
             if self._outbox.qsize() + self._held >= self.outbox_limit:
                 log.error("refusing a frame from %s: %d frames wait for Redis already", message["reply_channel"],
                           self.outbox_limit)
-                self.disconnect_refused(message["reply_channel"], message["order"])
+                self.disconnect_refused(message["reply_channel"], message["order"], message.get("path", ""))
                 raise self.ChannelFull()
-            self.check_backlog(message["reply_channel"], message["order"])
+            self.check_backlog(message["reply_channel"], message["order"], message.get("path", ""))
             self._outbox.put((channel, self.frame_for_workers(message)))
             return
         # While Redis is down, or full (maxmemory, noeviction), daphne treats the frame as
