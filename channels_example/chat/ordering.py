@@ -6,7 +6,7 @@ processes, or runserver's four worker threads, frame n+1 is often handled, and i
 ``Group.send`` flushed, before frame n. channels' own ``enforce_ordering`` does not
 help with Group sends: it releases frame n+1 to the next worker before frame n's
 buffered sends are flushed; with ``immediately=True`` it keeps order but requeues
-frames in a loop whose cost grows quadratically (78 s for a 500-message burst).
+frames in a loop whose cost grows quadratically with the burst (docs/ordering.md).
 
 What ``@in_order`` guarantees: the sends of a socket's frames (the room's chat message,
 or the error frame to the sender) are delivered in the socket's ``order``, with any

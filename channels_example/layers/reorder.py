@@ -3,7 +3,7 @@
 The join gate keeps one per socket and stream (a room's chat messages, its presence
 events), and the in-memory sequencer one per socket (its frames, numbered by daphne).
 The Redis sequencer runs the same algorithm in Lua, on a hash per socket
-(``_RUN`` in channels_example/chat/ordering.py).
+(``LUA_POP_DUE`` in channels_example/chat/sequencers.py).
 
 * ``next`` is the number due. An item numbered above it is parked until every number
   before it has come.
