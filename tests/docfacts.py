@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "channels_example"
-SETTINGS_MODULES = [PACKAGE / "settings.py", ROOT / "bench" / "settings.py"]
+SETTINGS = PACKAGE / "settings.py"
 SCRIPTS = sorted(path for path in (ROOT / "scripts").iterdir() if path.suffix in ("", ".sh") and path.is_file())
 # Where the project's Python lives: its names are the names the docs may cite.
 PYTHON_TREES = [PACKAGE, ROOT / "bench", ROOT / "tests", ROOT / "scripts"]
@@ -55,8 +55,9 @@ def _imports(tree, module):
     names = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            for alias in node.names:
-                names[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+            for alias in node.names:  # import a.b binds a; import a.b as c binds c to a.b
+                bound = alias.asname or alias.name.split(".")[0]
+                names[bound] = alias.name if alias.asname else bound
         elif isinstance(node, ast.ImportFrom) and node.module:
             for alias in node.names:
                 names[alias.asname or alias.name] = "%s.%s" % (node.module, alias.name)
@@ -145,8 +146,8 @@ def close_codes():
                       if isinstance(node, ast.Constant) and isinstance(node.value, int) and 1000 <= node.value < 5000}
     protocol = autobahn.websocket.protocol.WebSocketProtocol
     defined = {value for name, value in vars(protocol).items() if name.startswith("CLOSE_STATUS_CODE_")}
-    return {"channels_example": ours, "daphne": sent_by_daphne,
-            "autobahn": set(protocol.CLOSE_STATUS_CODES_ALLOWED), "—": defined - set(protocol.CLOSE_STATUS_CODES_ALLOWED)}
+    allowed = set(protocol.CLOSE_STATUS_CODES_ALLOWED)
+    return {"channels_example": ours, "daphne": sent_by_daphne, "autobahn": allowed, "—": defined - allowed}
 
 
 def close_code_differences(rows):
@@ -219,7 +220,7 @@ def environment_reads(source, module="settings"):
 
 def settings_environment():
     """The environment variables channels_example/settings.py reads, in its order."""
-    return environment_reads(SETTINGS_MODULES[0].read_text(encoding="utf-8"))
+    return environment_reads(SETTINGS.read_text(encoding="utf-8"))
 
 
 DEFAULTED = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:?[-?])([^}]*)\}")

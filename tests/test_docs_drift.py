@@ -244,10 +244,11 @@ def test_an_example_with_a_field_too_many_or_too_few_an_unknown_code_or_not_json
     assert found == [
         (3, "a frame of type 'welcome' has the fields ['handle', 'members', 'room', 'sender', 'signed_in', 'staff', "
             "'type'], not ['handle', 'members', 'room', 'signed_in', 'staff', 'type']"),
-        (4, "a frame of type 'message' has the fields ['handle', 'message', 'room', 'sender', 'seq', 'signed_in', 'ts', "
-            "'type'], not ['edited', 'handle', 'message', 'room', 'sender', 'seq', 'signed_in', 'ts', 'type']"),
+        (4, "a frame of type 'message' has the fields ['handle', 'message', 'room', 'sender', 'seq', 'signed_in', "
+            "'ts', 'type'], not ['edited', 'handle', 'message', 'room', 'sender', 'seq', 'signed_in', 'ts', 'type']"),
         (6, "no error frame has the code 'too_loud'"),
-        (7, "a frame of type 'error' has the fields ['code', 'detail', 'retry_after', 'type'], not ['code', 'detail', 'type']"),
+        (7, "a frame of type 'error' has the fields ['code', 'detail', 'retry_after', 'type'], "
+            "not ['code', 'detail', 'type']"),
         (8, "a history item has the fields of a message frame, ['handle', 'message', 'room', 'sender', 'seq', "
             "'signed_in', 'ts', 'type'], not ['seq']"),
         (9, "the field 'colour' of {\"message\""),
