@@ -41,7 +41,9 @@ PROTOCOL = "channels_example.chat.protocol"
 def python_files():
     files = [ROOT / "manage.py"]
     for tree in PYTHON_TREES:
-        files += sorted(tree.rglob("*.py"))
+        # Not the benchmark peer's own venv (bench/peer/.venv, made by bench/compare.py).
+        files += sorted(path for path in tree.rglob("*.py")
+                        if not any(part.startswith(".venv") for part in path.relative_to(ROOT).parts))
     return files
 
 
