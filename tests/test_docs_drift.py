@@ -34,6 +34,7 @@ NOT_SETTINGS = {
     "MOVED": ("deploying.md", "a Redis Cluster redirection, which asgi_redis cannot follow"),
     "ASK": ("deploying.md", "a Redis Cluster redirection, which asgi_redis cannot follow"),
     "DATA_UPLOAD_MAX_NUMBER_FILES": ("security.md", "Django 3.2.18's setting: Django 2.2 has none"),
+    "OOM": ("operations.md", "how Redis's error reply starts when maxmemory is reached"),
 }
 
 
