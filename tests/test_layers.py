@@ -329,3 +329,17 @@ def test_the_layer_packs_asgi_redis_bytes_with_a_compiled_packer_and_redis_py_pa
         assert redis_layer.deserialize(packed) == msgpack.unpackb(packed, encoding="utf8") == message
     assert redis.connection.DefaultParser is redis.connection.HiredisParser
     assert redis_layer.connection(0).ping()
+
+
+def test_a_worker_goes_on_taking_messages_while_redis_is_full(redis_url, settings, logged):
+    layer = RedisChannelLayer(hosts=[redis_url], **settings.REDIS_TRANSPORT)
+    layer.send("chat.history", {"seq": 1})
+    client = layer.connection(0)
+    limit = client.config_get("maxmemory")["maxmemory"]
+    client.config_set("maxmemory", 1)  # every write refused: OOM
+    try:
+        layer._worker_heartbeat_at = 0  # a heartbeat is due
+        assert layer.receive(["chat.history"]) == ("chat.history", {"seq": 1})
+    finally:
+        client.config_set("maxmemory", limit)
+    assert "Redis is full" in logged.text

@@ -11,7 +11,12 @@ Mixed into the Redis layers (channels_example.layers.redis), which give it ``key
 * ``alive()`` names the processes (or workers) alive now, and ``queue_lengths()`` reads
   every channel's backlog on every shard.
 """
+import logging
 import time
+
+import redis
+
+log = logging.getLogger(__name__)
 
 
 class Heartbeats:
@@ -20,14 +25,25 @@ class Heartbeats:
         now = time.monotonic()
         if now - self._worker_heartbeat_at >= 1:
             self._worker_heartbeat_at = now
-            self.heartbeat(self.worker_name, registry="workers")
+            self._beat(self.worker_name, registry="workers")
 
     def _keep_alive(self, process):
         now = time.monotonic()
         if now - self._heartbeat_at >= 1:
             self._heartbeat_at = now
-            self.heartbeat(process)
+            self._beat(process)
         self.tick(process)
+
+    def _beat(self, process, registry="processes"):
+        """``heartbeat``, except that a full Redis (maxmemory, noeviction) costs this beat only:
+        the process goes on taking messages, which is what frees the memory. Left to raise, the
+        refused write ended the worker's receive loop, and runworker with it."""
+        try:
+            self.heartbeat(process, registry)
+        except redis.exceptions.ResponseError as error:
+            if "OOM command not allowed" not in str(error):  # a pipeline's error names its command first
+                raise
+            log.error("cannot write the heartbeat of %s: Redis is full: %s", process, error)
 
     def heartbeat(self, process, registry="processes"):
         """Mark a daphne process (or a worker) alive for heartbeat_ttl seconds (each does it every second)."""
