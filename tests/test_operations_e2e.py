@@ -62,6 +62,7 @@ def test_healthz_names_redis_when_redis_is_down(production):
     print("/healthz with Redis stopped: %d in %.2f s" % (status, seconds))
     assert status == 503 and seconds < 2
     assert "shard 0" in json.loads(body)["redis"] and json.loads(body)["redis"]["shard 0"] != "ok"
+    assert "Traceback" not in stack.logs(stack.daphnes), "daphne failed while answering"
     stack.redis[0].start()
     healthy_again(stack.port)
 

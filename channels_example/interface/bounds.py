@@ -89,6 +89,9 @@ class BoundedWebRequest(WebRequest):
 
     def process(self):
         if self.path == b"/healthz" and self.method in (b"GET", b"HEAD"):
+            # Answered here when Redis is down, before daphne's process() has set the client its
+            # response's log line names (it sets it again when the request is forwarded).
+            self.client_addr = None
             return health.healthz(self, super().process)
         super().process()
 
