@@ -58,28 +58,32 @@ def document(folder, text):
     return path
 
 
+def refusal(guide, root, **options):
+    """What run_document says when it fails ``guide`` (it must fail)."""
+    with pytest.raises(DocError) as failure:
+        docrunner.run_document(guide, root=root, **options)
+    return str(failure.value)
+
+
 def test_a_block_that_fails_fails_its_document_naming_the_line_and_showing_the_block(checkout):
     guide = document(checkout, "# Guide\n\n```sh\ntrue\n```\n\nThen:\n\n```sh\necho about to fail\nls /no/such/folder\n```\n")
-    with pytest.raises(DocError) as failure:
-        docrunner.run_document(guide, root=checkout)
-    assert "guide.md:9: the block exited with 2" in str(failure.value)
-    assert "    ls /no/such/folder\n" in str(failure.value)
-    assert "about to fail" in str(failure.value)
+    said = refusal(guide, checkout)
+    assert "guide.md:9: the block exited with 2" in said
+    assert "    ls /no/such/folder\n" in said
+    assert "about to fail" in said
 
 
 def test_a_block_that_dirties_the_work_tree_fails(checkout):
     guide = document(checkout, "# Guide\n\n```sh\necho '{}' > s1.json\n```\n")
-    with pytest.raises(DocError) as failure:
-        docrunner.run_document(guide, root=checkout)
-    assert "guide.md:3: the block changed the work tree" in str(failure.value)
-    assert "?? s1.json" in str(failure.value)
+    said = refusal(guide, checkout)
+    assert "guide.md:3: the block changed the work tree" in said
+    assert "?? s1.json" in said
 
 
 def test_a_block_left_running_in_the_background_fails(checkout):
     guide = document(checkout, "```sh\nsleep 60 &\n```\n")
-    with pytest.raises(DocError) as failure:
-        docrunner.run_document(guide, root=checkout)
-    assert "guide.md:1: the block left processes running" in str(failure.value)
+    said = refusal(guide, checkout)
+    assert "guide.md:1: the block left processes running" in said
 
 
 SERVED = """# A server
@@ -113,18 +117,16 @@ def test_a_server_serves_the_blocks_after_it_on_a_free_port_and_stops_on_ctrl_c(
 
 def test_a_server_that_ignores_ctrl_c_fails(checkout):
     stubborn = SERVED.replace("python3 -m http.server", "trap '' INT; python3 -m http.server")
-    with pytest.raises(DocError) as failure:
-        docrunner.run_document(document(checkout, stubborn), root=checkout, stop_seconds=2)
-    assert "guide.md:4: the server did not exit within 2 s of SIGINT" in str(failure.value)
+    said = refusal(document(checkout, stubborn), checkout, stop_seconds=2)
+    assert "guide.md:4: the server did not exit within 2 s of SIGINT" in said
 
 
 def test_a_server_that_exits_before_it_answers_fails_with_its_output(checkout):
     guide = document(checkout, "<!-- doc-test: server -->\n```sh\necho port 8000 is in use >&2; exit 1\n```\n")
-    with pytest.raises(DocError) as failure:
-        docrunner.run_document(guide, root=checkout)
-    assert "guide.md:2: the server exited with 1 before" in str(failure.value)
-    assert "is in use" in str(failure.value)
-    assert "port 8000" not in str(failure.value)  # it ran, and is shown, with the free port
+    said = refusal(guide, checkout)
+    assert "guide.md:2: the server exited with 1 before" in said
+    assert "is in use" in said
+    assert "port 8000" not in said  # it ran, and is shown, with the free port
 
 
 def test_markers_mark_a_sh_block_and_shell_blocks_are_spelled_sh(checkout):
