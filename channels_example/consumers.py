@@ -18,7 +18,9 @@ happen in channels 1.x: daphne passes on no frame until the socket is accepted, 
 the accept is sent only after ``ws_connect`` has returned and its session was saved.
 What can still happen is that a socket's later frame overtakes an earlier one on
 another worker; ``@in_order`` delivers each socket's messages in the order sent
-(channels_example/chat/ordering.py).
+(channels_example/chat/ordering.py). ``@rooms.socket_keys_with_room`` keeps a socket's
+session and ordering state on its room's Redis server, so that losing one of several
+servers stops only the rooms that lived on it.
 
 ``store_message`` saves each chat message to the database, off the path that delivers
 messages; ``sweep``, on the timed channel every daphne sends, removes the sockets of
@@ -44,6 +46,7 @@ def _client(message):
     return "%s:%s" % tuple(client) if client else "unknown client"
 
 
+@rooms.socket_keys_with_room
 @allowed_hosts_only
 @identity.no_session_key_in_url
 @channel_session_user_from_http
@@ -79,6 +82,7 @@ def ws_connect(message):
              "signed in" if speaker.signed_in else "guest")
 
 
+@rooms.socket_keys_with_room
 @in_order
 @channel_session_user
 def ws_message(message):
@@ -106,6 +110,7 @@ def ws_message(message):
     room.send(chat_message, sender=message.reply_channel.name)
 
 
+@rooms.socket_keys_with_room
 @in_order
 @channel_session_user
 def ws_disconnect(message):

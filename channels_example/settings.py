@@ -249,6 +249,8 @@ CHAT_TRANSPORT = {
 # The Redis layer's CONFIG, but for its hosts (REDIS_HOSTS).
 REDIS_TRANSPORT = dict(
     CHAT_TRANSPORT,
+    # With several shards, a socket's frames go to its room's shard, where its state is.
+    frame_shard_key="channels_example.chat.rooms.shard_key_of_path",
     # Capacity counts messages waiting in one channel, not a rate; asgi_redis's default of
     # 100 drops ordinary bursts.
     capacity=1000,

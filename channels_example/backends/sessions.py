@@ -4,7 +4,7 @@ A channel session must be readable by whichever worker, on whichever host, handl
 the socket's next message, so it cannot live in one process's memory; keeping it in
 Redis rather than the database keeps a database query off every chat message.
 Keys live on the channel layer's own Redis servers (channels_example.backends.shards),
-and expire with the socket (WEBSOCKET_LIFETIME).
+on the server of the socket's room, and expire with the socket (WEBSOCKET_LIFETIME).
 
 The payload is signed with SECRET_KEY like every Django session, which is why every
 daphne and runworker process must share the same SECRET_KEY.
@@ -39,7 +39,8 @@ _shards = PerDeployment(local=_no_redis, redis=lambda shards: shards)
 
 
 def _redis_for(session_key):
-    return _shards().client(KEY_PREFIX + session_key)
+    """On the socket's room's server while a consumer handles one of its messages (shards.socket_keys_on)."""
+    return _shards().socket_client(KEY_PREFIX + session_key)
 
 
 class _Read:

@@ -7,8 +7,17 @@ asgi_redis's consistent hash picks for it, reached through the layer's own
 ``connection()``: every daphne and worker on every host finds a key on the same server,
 and there is one list of servers, the layer's ``hosts``.
 
+A socket's own keys (its channel session, its ordering state, its line in its daphne's
+index) live on its room's server, not where their own names hash: a consumer handling
+the socket's message runs ``with socket_keys_on(room's shard key)``, and
+``socket_client`` places them there. So when one shard fails, only the sockets of its
+rooms notice (docs/deploying.md, "High availability").
+
 ``PerDeployment`` makes that choice once per process, the first time a store is used.
 """
+import contextlib
+import threading
+
 import redis
 from channels import DEFAULT_CHANNEL_LAYER, channel_layers
 
@@ -25,13 +34,22 @@ class Shards:
         (redis-py 2's legacy class: ``zadd(name, member=score)``, ``setex(name, value, time)``)."""
         return self.layer.connection(self.layer.consistent_hash(key))
 
+    def socket_client(self, key):
+        """The client of the server holding one of a socket's own keys: its room's
+        (``socket_keys_on``), or ``key``'s own outside a room."""
+        index = getattr(_home, "index", None)
+        return self.layer.connection(self.layer.consistent_hash(key) if index is None else index)
+
     def run(self, source, keys, args, shard_key=None):
         """Run the Lua ``source`` on ``keys`` and ``args``, on the server of ``shard_key`` (default: the first key).
 
         redis-py calls a script by its SHA, and loads it again by itself on a server that
         does not know it (a new shard, or one restarted).
         """
-        client = self.client(shard_key or keys[0])
+        return self.run_on(self.client(shard_key or keys[0]), source, keys, args)
+
+    def run_on(self, client, source, keys, args):
+        """``run`` on the server of this client (``socket_client``)."""
         script = self._scripts.get(source)
         if script is None:
             script = self._scripts[source] = client.register_script(source)
@@ -64,6 +82,24 @@ def of_deployment():
     """Shards over the default channel layer's servers, or None when it is not asgi_redis's."""
     layer = channel_layers[DEFAULT_CHANNEL_LAYER]
     return Shards(layer) if hasattr(layer, "consistent_hash") else None
+
+
+_home = threading.local()
+
+
+@contextlib.contextmanager
+def socket_keys_on(shard_key=None, index=None):
+    """While it lasts, this thread's ``socket_client`` places a socket's keys on the server of
+    ``shard_key`` (or on shard ``index``); with neither, where each key's name hashes."""
+    shards = of_deployment()
+    before = getattr(_home, "index", None)
+    if shards is not None and index is None and shard_key is not None:
+        index = shards.layer.consistent_hash(shard_key)
+    _home.index = index if shards is not None else None
+    try:
+        yield
+    finally:
+        _home.index = before
 
 
 class PerDeployment:

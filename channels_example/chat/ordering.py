@@ -43,8 +43,8 @@ from channels import Group
 from channels.message import pending_message_store
 from django.conf import settings
 
-from channels_example.backends.shards import PerDeployment
-from channels_example.chat import scripted
+from channels_example.backends.shards import PerDeployment, socket_keys_on
+from channels_example.chat import rooms, scripted
 from channels_example.chat.sequencers import LocalSequencer, RedisSequencer
 
 
@@ -74,18 +74,20 @@ def in_order(consumer):
     return inner
 
 
-def next_order(socket):
+def next_order(socket, path=""):
     """The order of the socket's next frame not yet delivered (the layer's ``socket_progress``)."""
-    return sequencer().next_order(socket)
+    with rooms.socket_keys_with_path(path):
+        return sequencer().next_order(socket)
 
 
 def sweep():
     """Deliver the disconnects left parked behind a lost frame, once their gap is stale (on chat.sweep)."""
     chosen = sequencer()
-    for socket in chosen.closing_due():
-        chosen.sweep_socket(socket)
-        if chosen.finished(socket):
-            chosen.forget_closing(socket)
+    for index, socket in chosen.closing_due():
+        with socket_keys_on(index=index):
+            chosen.sweep_socket(socket)
+            if chosen.finished(socket):
+                chosen.forget_closing(socket)
 
 
 def _describe(target, content):

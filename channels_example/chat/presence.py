@@ -167,7 +167,7 @@ class LocalMembers:
 
 
 class RedisMembers:
-    """Members in Redis on the room's server (Room.shard_key), and each daphne's sockets on the daphne's."""
+    """Members in Redis on the room's server (Room.shard_key), and each daphne's sockets there too."""
 
     def __init__(self, shards):
         self.shards = shards
@@ -175,11 +175,11 @@ class RedisMembers:
     def join(self, room, socket, handle, holder):
         # The daphne's index first: a socket in a room but not in the index could never be swept.
         index_key = self._index_key(socket)
-        self.shards.client(index_key).pipeline().hset(index_key, socket, room.name).expire(
+        self.shards.socket_client(index_key).pipeline().hset(index_key, socket, room.name).expire(
             index_key, settings.WEBSOCKET_LIFETIME).execute()
         joined = self._run(self.lua_join, room, [socket, handle, settings.WEBSOCKET_LIFETIME, holder, room.name])
         if joined is None:
-            self.shards.client(index_key).hdel(index_key, socket)
+            self.shards.socket_client(index_key).hdel(index_key, socket)
             return None
         count, number, handles = joined
         return count, number, [value.decode("utf-8") for value in handles]
@@ -187,7 +187,7 @@ class RedisMembers:
     def leave(self, room, socket):
         left = self._run(self.lua_leave, room, [socket, room.name])
         index_key = self._index_key(socket)
-        self.shards.client(index_key).hdel(index_key, socket)
+        self.shards.socket_client(index_key).hdel(index_key, socket)
         if left is None:
             return None
         handle, holder, count, number = left
@@ -202,10 +202,11 @@ class RedisMembers:
             key, settings.WEBSOCKET_LIFETIME).execute()[0]
 
     def sockets_of(self, daphne):
-        """``[(room name, socket), ...]`` for the sockets a daphne had in rooms."""
-        key = SOCKETS_PREFIX + daphne
-        return [(room.decode("utf-8"), socket.decode("utf-8"))
-                for socket, room in self.shards.client(key).hgetall(key).items()]
+        """``[(room name, socket), ...]`` for the sockets a daphne had in rooms: its index is on
+        every server that holds one of its sockets' rooms (a socket's keys live with its room's)."""
+        key, layer = SOCKETS_PREFIX + daphne, self.shards.layer
+        return [(room.decode("utf-8"), socket.decode("utf-8")) for index in range(layer.ring_size)
+                for socket, room in layer.connection(index).hgetall(key).items()]
 
     def _index_key(self, socket):
         return SOCKETS_PREFIX + self.shards.layer.non_local_name(socket)

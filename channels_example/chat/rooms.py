@@ -22,6 +22,7 @@ so the two forms cannot meet, and two rooms of the second form share a group onl
 if their digests collide.
 """
 import base64
+import functools
 import hashlib
 import re
 import time
@@ -31,6 +32,7 @@ from channels import Channel, Group
 from channels.message import pending_message_store
 from django.conf import settings
 
+from channels_example.backends.shards import socket_keys_on
 from channels_example.chat import history, metrics, moderation, presence, protocol
 from channels_example.chat.protocol import ProtocolError
 from channels_example.layers import gate
@@ -164,6 +166,35 @@ class Room:
         return seq
 
 
+def socket_keys_with_room(consumer):
+    """Keep the socket's own keys (session, ordering, its daphne's index) on its room's Redis
+    server while the consumer runs: then a shard that fails stops only its own rooms' sockets.
+
+    Wrap a WebSocket consumer, outside every other decorator; the room is the one its
+    ``path`` names (none for a path that names no room).
+    """
+
+    @functools.wraps(consumer)
+    def inner(message, *args, **kwargs):
+        with socket_keys_with_path(message.content.get("path", "")):
+            return consumer(message, *args, **kwargs)
+
+    return inner
+
+
+def socket_keys_with_path(path):
+    """``socket_keys_on`` the server of the room a WebSocket path names (none: where keys hash)."""
+    return socket_keys_on(shard_key_of_path(path))
+
+
+def shard_key_of_path(path):
+    """The shard key of the room a WebSocket path names, or None (the layer's ``frame_shard_key``)."""
+    try:
+        return Room.from_path(path).shard_key
+    except InvalidRoom:
+        return None
+
+
 class _Sent:
     """A chat message a consumer sent to a room, as channels buffers it until the consumer returns:
     ``kind`` and ``name`` for @in_order (channels_example.chat.ordering), ``send`` for channels."""
@@ -192,5 +223,6 @@ def sweep():
     """Remove from their rooms the sockets of daphnes that died without disconnecting them."""
     for daphne, sockets in presence.dead_daphnes():
         for room, socket in sockets:
-            Room(room).leave(socket)
+            with socket_keys_on(Room(room).shard_key):
+                Room(room).leave(socket)
         presence.forget_daphne(daphne, len(sockets))

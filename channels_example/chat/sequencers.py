@@ -119,7 +119,7 @@ class LocalSequencer(Sequencer):
     def closing_due(self):
         stale = time.monotonic() - settings.ORDERING_GAP_SECONDS
         with self._lock:
-            return [socket for socket, since in self._closing.items() if since < stale]
+            return [(None, socket) for socket, since in self._closing.items() if since < stale]
 
     def forget_closing(self, socket):
         with self._lock:
@@ -188,7 +188,7 @@ LUA_POP_DUE = """
 
 
 class RedisSequencer(Sequencer):
-    """State in Redis, a hash per socket on the socket's shard: for runworker on any host.
+    """State in Redis, a hash per socket on its room's server (``socket_client``): for runworker on any host.
 
     ``_RUN`` is ``pop_due`` (LUA_POP_DUE) plus the lease.
     """
@@ -208,27 +208,30 @@ class RedisSequencer(Sequencer):
         return self._call(socket, self.lua_release, [token, _now_ms(), *self._timing()])
 
     def next_order(self, socket):
-        value = self.shards.client(KEY_PREFIX + socket).hget(KEY_PREFIX + socket, "next")
+        value = self.shards.socket_client(KEY_PREFIX + socket).hget(KEY_PREFIX + socket, "next")
         return int(value) if value is not None else 1
 
     def finished(self, socket):
-        next_due, final = self.shards.client(KEY_PREFIX + socket).hmget(KEY_PREFIX + socket, "next", "final")
+        next_due, final = self.shards.socket_client(KEY_PREFIX + socket).hmget(KEY_PREFIX + socket, "next", "final")
         return next_due is None or final is None or int(next_due) > int(final)
 
     def closing(self, socket):
-        self.shards.client(CLOSING_KEY).zadd(CLOSING_KEY, **{socket: _now_ms()})
+        self.shards.socket_client(CLOSING_KEY).zadd(CLOSING_KEY, **{socket: _now_ms()})
 
     def closing_due(self):
+        """Each server keeps the closing sockets whose keys it holds: ``[(shard index, socket)]``."""
         stale = _now_ms() - int(settings.ORDERING_GAP_SECONDS * 1000)
-        return [socket.decode("utf-8") for socket in self.shards.client(CLOSING_KEY).zrangebyscore(
-            CLOSING_KEY, "-inf", stale)]
+        layer = self.shards.layer
+        return [(index, socket.decode("utf-8")) for index in range(layer.ring_size)
+                for socket in layer.connection(index).zrangebyscore(CLOSING_KEY, "-inf", stale)]
 
     def forget_closing(self, socket):
-        self.shards.client(CLOSING_KEY).zrem(CLOSING_KEY, socket)
+        self.shards.socket_client(CLOSING_KEY).zrem(CLOSING_KEY, socket)
 
     def _call(self, socket, source, args):
         key = KEY_PREFIX + socket
-        return [payload.decode("utf-8") for payload in self.shards.run(source, [key], args)]
+        return [payload.decode("utf-8") for payload in self.shards.run_on(self.shards.socket_client(key), source,
+                                                                          [key], args)]
 
     @staticmethod
     def _timing():

@@ -11,7 +11,7 @@
    ``socket_backlog`` frames sent but not yet handled, so daphne closes *that* socket
    with 1013 ("try again later") while the queue has room for everyone else. How far
    a socket's frames have been handled is the application's to say:
-   ``socket_progress`` is the dotted path of a function ``(reply channel) -> the
+   ``socket_progress`` is the dotted path of a function ``(reply channel, path) -> the
    order of its next frame not yet handled``, asked only when a socket nears its limit.
 3. **Frames too long for a worker stay out of the layer.** A frame longer than
    ``max_frame_length`` characters (or bytes) reaches the workers as its length only,
@@ -44,7 +44,7 @@ class ExplicitDelivery:
         super().__init__(**config)
         if socket_backlog is not None and socket_progress is None:
             raise ValueError("socket_backlog needs socket_progress: the dotted path of a function "
-                             "(reply channel) -> the order of its next frame not yet handled")
+                             "(reply channel, path) -> the order of its next frame not yet handled")
         self.socket_backlog = socket_backlog
         self.max_frame_length = max_frame_length
         self.frame_timestamps = frame_timestamps
@@ -81,7 +81,7 @@ class ExplicitDelivery:
         if self.socket_backlog is None or order - self._handled.get(socket, 1) < self.socket_backlog:
             return
         try:
-            self._handled[socket] = self.socket_progress(socket)
+            self._handled[socket] = self.socket_progress(socket, path)
         except Exception as error:  # the application cannot tell now (Redis down): let the frame pass
             log.warning("cannot read how far %s's frames were handled: %s", socket, error)
             return
@@ -90,11 +90,11 @@ class ExplicitDelivery:
             self.disconnect_refused(socket, order, path)
             raise self.ChannelFull()
 
-    def socket_progress(self, socket):
+    def socket_progress(self, socket, path=""):
         if self._progress is None:
             module, name = self._progress_path.rsplit(".", 1)
             self._progress = getattr(importlib.import_module(module), name)
-        return self._progress(socket)
+        return self._progress(socket, path)
 
     def closed(self, socket):
         """daphne sent the socket's websocket.disconnect: forget what was kept for it."""

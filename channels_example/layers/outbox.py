@@ -4,9 +4,17 @@ Mixed into the Redis layers (channels_example.layers.redis): daphne's ``send`` o
 ``websocket.receive`` puts the frame on ``_outbox`` and returns, so the reactor never
 waits on Redis for an incoming frame; this thread writes what is queued, up to
 OUTBOX_BATCH per round trip per shard.
+
+With several shards, a frame goes to any shard that is up, unless the configuration
+names ``frame_shard_key``: the dotted path of a function ``(path) -> a key or None``.
+A frame whose path gives a key goes to that key's shard and waits there, held while it
+is down, as every frame does when no shard is up: the application keeps a socket's
+state on that shard, and a worker that took the frame elsewhere could not reach it.
 """
 import collections
+import importlib
 import logging
+import queue
 import time
 import uuid
 
@@ -21,9 +29,20 @@ class Outbox:
     OUTBOX_BATCH = 500
     _held = 0
 
-    def __init__(self, outbox_hold_seconds=10, outbox_limit=20000, **config):
+    def __init__(self, outbox_hold_seconds=10, outbox_limit=20000, frame_shard_key=None, **config):
         super().__init__(**config)
         self.outbox_hold_seconds, self.outbox_limit = outbox_hold_seconds, outbox_limit
+        self._shard_key_path, self._shard_key_of = frame_shard_key, None
+
+    def frame_shard(self, message):
+        """The shard a frame must go to (``frame_shard_key``), or None for any."""
+        if self._shard_key_path is None or self.ring_size == 1:
+            return None
+        if self._shard_key_of is None:
+            module, name = self._shard_key_path.rsplit(".", 1)
+            self._shard_key_of = getattr(importlib.import_module(module), name)
+        key = self._shard_key_of(message.get("path", ""))
+        return None if key is None else self.consistent_hash(key)
 
     def _write_outbox(self):
         """On a thread in daphne: write queued frames, up to OUTBOX_BATCH per round trip per shard.
@@ -34,23 +53,35 @@ class Outbox:
         past it, daphne refuses the next frame (1013).
         """
         held = collections.deque()  # (first failure, channel, message)
+        retry_at = 0.0
         while True:
+            batch, since = [], {}
+            retrying = time.monotonic() >= retry_at
             if held:
-                time.sleep(0.1)  # Redis is down: do not spin
-                batch = [(channel, message) for _, channel, message in held]
-                since = {id(message): failed for failed, _, message in held}
-                held.clear()
+                # A shard is down: new frames go on at once, the held ones are tried every 0.1 s.
+                try:
+                    batch.append(self._outbox.get(timeout=max(0.0, retry_at - time.monotonic())))
+                except queue.Empty:
+                    pass
+                retrying = time.monotonic() >= retry_at
+                if retrying:
+                    batch += [(channel, message) for _, channel, message in held]
+                    since = {id(message): failed for failed, _, message in held}
+                    held.clear()
             else:
-                batch, since = [self._outbox.get()], {}
+                batch.append(self._outbox.get())
             while len(batch) < self.OUTBOX_BATCH and not self._outbox.empty():
                 batch.append(self._outbox.get_nowait())
             by_shard = collections.defaultdict(list)
             for channel, message in batch:
-                by_shard[next(self._send_index_generator)].append((channel, message))
+                placed = self.frame_shard(message)
+                by_shard[(placed, True) if placed is not None else (next(self._send_index_generator), False)].append(
+                    (channel, message))
             now = time.monotonic()
-            for index, frames in by_shard.items():
+            was_holding = bool(held)
+            for (index, placed), frames in by_shard.items():
                 try:
-                    unwritten = self._write(index, frames)
+                    unwritten = self._write(index, frames, fall_back=not placed, try_down=retrying)
                 except Exception:  # the thread must outlive any one batch
                     log.exception("lost %d frames for websocket.receive", len(frames))
                     continue
@@ -60,12 +91,19 @@ class Outbox:
                         held.append((failed, channel, message))
                     else:
                         self._drop_frame(channel, message, "Redis was unreachable for %d s" % self.outbox_hold_seconds)
+            if held and (since or not was_holding):
+                retry_at = now + 0.1
             self._held = len(held)
 
-    def _write(self, index, frames):
-        """Write frames to shard ``index``, or, while it is down, to the next shard that is up; the
-        frames no shard could take."""
-        for _ in range(self.ring_size):
+    def _write(self, index, frames, fall_back=True, try_down=True):
+        """Write frames to shard ``index``, or, while it is down, to the next shard that is up
+        (``fall_back``); the frames no shard could take. A shard found down is tried only when
+        ``try_down`` (every 0.1 s)."""
+        down = self.__dict__.get("_shards_down") or ()
+        for _ in range(self.ring_size if fall_back else 1):
+            if index in down and not try_down:
+                index = (index + 1) % self.ring_size
+                continue
             try:
                 return self._write_to(index, frames)
             except redis.exceptions.ConnectionError as error:

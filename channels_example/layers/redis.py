@@ -23,6 +23,9 @@ differs is how messages are moved, which is where the 1.x stack spent its time:
   use this layer (a stock asgi_redis process would read keys where there are messages).
 * **Workers take waiting messages in a fixed order** (``worker_priority``, a list of
   channel names): asgi_redis shuffles them.
+* **A daphne reads its process channel on every shard** (anyshard.py), and a Group's
+  message goes to it on the Group's shard: a shard that fails silences only the rooms
+  whose Groups it held.
 * **Heartbeats** (the ``heartbeats`` extension): each daphne marks its process alive
   in Redis once a second, for ``heartbeat_ttl`` seconds; ``dead_processes`` names the
   processes whose heartbeat stopped, so an application can clean up after a daphne
@@ -52,6 +55,7 @@ import asgi_redis
 import ormsgpack
 import redis
 
+from channels_example.layers.anyshard import AnyShard
 from channels_example.layers.explicit import ExplicitDelivery
 from channels_example.layers.gate import GATE
 from channels_example.layers.lists import LUA_CHANSEND, LUA_POPBATCH, LUA_POPGET, expired, message_of
@@ -62,7 +66,7 @@ from channels_example.layers.scripted import LuaSends
 log = logging.getLogger(__name__)
 
 
-class FastRedisLayer(LuaSends, Outbox, Heartbeats, ExplicitDelivery):
+class FastRedisLayer(AnyShard, LuaSends, Outbox, Heartbeats, ExplicitDelivery):
     """The changes above, mixed into one of asgi_redis's layers (before it in the bases)."""
 
     extensions = ["groups", "flush", "twisted", GATE, "heartbeats"]
@@ -142,8 +146,10 @@ class FastRedisLayer(LuaSends, Outbox, Heartbeats, ExplicitDelivery):
             raise self.ChannelFull()
 
     def _send_somewhere(self, channel, message):
-        """Send; a normal channel (no ``!`` or ``?``: any shard may hold it) is tried on each shard
-        in turn while shards are down."""
+        """Send; a normal channel (no ``!`` or ``?``: any shard may hold it), or a process channel
+        (read on every shard), is tried on each shard in turn while shards are down."""
+        if "!" in channel and self.ring_size > 1:
+            return self.send_process(channel, message)
         tries = 1 if ("!" in channel or "?" in channel) else self.ring_size
         for attempt in range(tries):
             try:
@@ -168,7 +174,7 @@ class FastRedisLayer(LuaSends, Outbox, Heartbeats, ExplicitDelivery):
         for process, targets in by_process.items():
             try:
                 if process.endswith("!"):
-                    super(ExplicitDelivery, self).send(process, dict(message, **{self.TARGETS: targets}))
+                    self.send_process(process, dict(message, **{self.TARGETS: targets}), self.consistent_hash(group))
                 else:
                     super(ExplicitDelivery, self).send(process, message)
             except (self.ChannelFull, redis.exceptions.ConnectionError):
@@ -178,7 +184,13 @@ class FastRedisLayer(LuaSends, Outbox, Heartbeats, ExplicitDelivery):
 
     def count_drop(self, channel, count=1):
         super().count_drop(channel, count)
-        self.shard(channel).incrby(self.key("dropped"), count)
+        try:
+            self.shard(channel).incrby(self.key("dropped"), count)
+        except redis.exceptions.ConnectionError as error:  # counted here, not there
+            log.warning("cannot count a drop on %s's shard: %s", channel, error)
+
+    def send_timer(self, channel, message):
+        self._send_somewhere(channel, message)
 
     def dropped_total(self):
         """Messages dropped by every process using these Redis servers, since the counters began."""
@@ -199,6 +211,10 @@ class FastRedisLayer(LuaSends, Outbox, Heartbeats, ExplicitDelivery):
             return None, None
         if block and self.ring_size == 1:
             return self._wait_for_one(self.connection(0), indexes[0])
+        # Every shard each time, not asgi_redis's one in turn: then a shard that is down
+        # costs the others nothing.
+        names = list(dict.fromkeys(name for list_names in indexes.values() for name in list_names))
+        indexes = {index: names for index in range(self.ring_size)}
         live = []
         for index, list_names in indexes.items():
             try:
@@ -249,8 +265,11 @@ class FastRedisLayer(LuaSends, Outbox, Heartbeats, ExplicitDelivery):
         found = []
         for index in range(self.ring_size):
             if len(found) < limit:
-                found += self._popbatch(keys=[self.prefix + channel], args=[limit - len(found)],
-                                        client=self.connection(index))
+                try:
+                    found += self._popbatch(keys=[self.prefix + channel], args=[limit - len(found)],
+                                            client=self.connection(index))
+                except redis.exceptions.ConnectionError as error:  # the others still serve theirs
+                    self._shard_down(index, error)
         return [(channel, self.deserialize(content)) for content in found]
 
     def _shard_down(self, index, error):
@@ -316,28 +335,11 @@ class FastRedisLayer(LuaSends, Outbox, Heartbeats, ExplicitDelivery):
         daphne calls it on a thread, so it also keeps the process's heartbeat and its timers.
         """
         process = channels[0]
-        (index, list_names), = self._receive_list_names(channels).items()
-        connection = self.connection(index)
-
-        def read():
-            # One round trip: BLPOP waits for a message (a second at most), and the batch behind
-            # it comes in the answer to the script sent with it.
-            self._keep_alive(process)
-            pipe = connection.pipeline(transaction=False)
-            pipe.blpop(list_names, timeout=1)
-            pipe.evalsha(self._popbatch.sha, 1, list_names[0], self.BATCH - 1)
-            popped, rest = pipe.execute(raise_on_error=False)
-            if isinstance(popped, Exception):
-                raise popped
-            if isinstance(rest, redis.exceptions.NoScriptError):  # a new Redis, or one that restarted
-                connection.script_load(self.lua_popbatch)
-                rest = self._popbatch(keys=list_names[:1], args=[self.BATCH - 1], client=connection)
-            elif isinstance(rest, Exception):
-                raise rest
-            # An item with no "|" is an asgi_redis key (message_of): skipped below.
-            return ([message_of(popped[1])] if popped else []) + rest
-
-        raw = self._surviving(read, None)
+        if self.ring_size > 1:
+            raw = self.read_every_shard(process)
+        else:
+            raw = self._surviving(lambda: self._keep_alive(process) or self.pop_batch(self.connection(0), [
+                self.prefix + process]), None)
         if raw is None:
             time.sleep(0.1)  # on the reader's thread: do not spin while Redis is down
             return []
@@ -346,6 +348,24 @@ class FastRedisLayer(LuaSends, Outbox, Heartbeats, ExplicitDelivery):
             if content:
                 batch.extend(self._expand(process, self.deserialize(content)))
         return batch + self.gate.overdue()
+
+    def pop_batch(self, connection, list_names):
+        """Up to BATCH messages' contents from the first of these lists, waiting up to a second, in one
+        round trip: BLPOP waits for a message, and the batch behind it comes in the answer to the script
+        sent with it."""
+        pipe = connection.pipeline(transaction=False)
+        pipe.blpop(list_names, timeout=1)
+        pipe.evalsha(self._popbatch.sha, 1, list_names[0], self.BATCH - 1)
+        popped, rest = pipe.execute(raise_on_error=False)
+        if isinstance(popped, Exception):
+            raise popped
+        if isinstance(rest, redis.exceptions.NoScriptError):  # a new Redis, or one that restarted
+            connection.script_load(self.lua_popbatch)
+            rest = self._popbatch(keys=list_names[:1], args=[self.BATCH - 1], client=connection)
+        elif isinstance(rest, Exception):
+            raise rest
+        # An item with no "|" is an asgi_redis key (message_of): skipped by the caller.
+        return ([message_of(popped[1])] if popped else []) + rest
 
     ### Lua: the message format in Redis (lists.py) ###
 
