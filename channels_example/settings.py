@@ -222,6 +222,10 @@ REDIS_SENTINELS = [(address.rpartition(":")[0], int(address.rpartition(":")[2]))
 REDIS_SERVICES = [name for name in os.environ.get("REDIS_SERVICES", "chat").split(",") if name]
 # Over Sentinel a numbered message waits (at most this long) until a replica has it, so
 # that a failover cannot take back a number the room has seen (docs/deploying.md).
+# Over Sentinel, a call to a master (or a sentinel) that gets no answer for this long counts
+# as a lost connection, and the next one asks the sentinels where the master is: a host that
+# hangs instead of dying closes no connection. Twice the longest wait in Redis (BLPOP, 1 s).
+REDIS_SOCKET_TIMEOUT = 2
 NUMBERING_REPLICAS, NUMBERING_REPLICA_WAIT_MS = (1, 100) if REDIS_SENTINELS else (0, 0)
 # A shard whose master had no replica to wait on (after a failover, until the old master is
 # back) is not waited on for this long, then asked again.
@@ -287,7 +291,8 @@ if REDIS_SENTINELS:
             "ROUTING": "channels_example.routing.channel_routing",
             "CONFIG": dict(REDIS_TRANSPORT, hosts=REDIS_SENTINELS, services=REDIS_SERVICES,
                            password=os.environ.get("REDIS_PASSWORD") or None,
-                           sentinel_password=os.environ.get("REDIS_SENTINEL_PASSWORD") or None),
+                           sentinel_password=os.environ.get("REDIS_SENTINEL_PASSWORD") or None,
+                           socket_timeout=REDIS_SOCKET_TIMEOUT),
         },
     }
     CHANNEL_SESSION_ENGINE = "channels_example.backends.sessions"

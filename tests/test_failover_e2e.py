@@ -159,6 +159,22 @@ def test_with_two_shards_only_the_failed_ones_rooms_notice(production):
     assert stack.master_port("shard0") == stack.redis[0].port  # the other shard never failed over
 
 
+def test_a_master_that_hangs_is_left_behind_as_one_that_died(production):
+    """A master whose host stops answering (here frozen with SIGSTOP) closes no connection: its
+    clients get silence, not an error. Every call to a master gives up after
+    settings.REDIS_SOCKET_TIMEOUT, and the next connection asks the sentinels again."""
+    stack = production(workers=2, sentinel=True)
+    rooms = [ChattingRoom(stack.port, "frozen-%d" % number) for number in range(3)]
+    try:
+        killed = chat_through_a_failover(stack, rooms, "shard0", how=signal.SIGSTOP)
+        silences, lost = assert_in_order_and_report(rooms, killed)
+        assert max(silences.values()) < SILENCE_LIMIT
+        assert stack.master_port("shard0") == stack.replicas[0].port, "the replica was not promoted"
+        assert all(process.running() for process in stack.daphnes + stack.workers)
+    finally:
+        stack.services["shard0"].stop(signal.SIGKILL)  # a frozen process takes no SIGTERM
+
+
 def test_the_old_master_comes_back_as_a_replica_and_nothing_breaks(production):
     stack = production(workers=2, sentinel=True)
     rooms = [ChattingRoom(stack.port, "back-%d" % number) for number in range(3)]

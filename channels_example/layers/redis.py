@@ -73,6 +73,8 @@ class FastRedisLayer(AnyShard, LuaSends, Outbox, Heartbeats, ExplicitDelivery):
     TARGETS = "__asgi_targets__"
     # Messages daphne takes from its process channel in one round trip.
     BATCH = 100
+    # The longest BLPOP this layer sends (asgi_redis's is 5 s): a socket timeout must exceed it.
+    blpop_timeout = 1
 
     def __init__(self, worker_priority=(), heartbeat_ttl=5, **config):
         super().__init__(**config)

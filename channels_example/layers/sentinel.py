@@ -17,6 +17,12 @@ three of its own:
 * **Passwords**: ``password`` for the masters (and replicas), ``sentinel_password`` for
   the sentinels, which asgi_redis cannot pass.
 * ``timed_connection`` for health checks, through Sentinel too.
+* **A master that hangs is left as one that died** (``socket_timeout``). A host that stops
+  answering closes no connection, so its clients would wait on it for ever, and only a
+  new connection asks the sentinels again. Here every call to a master or a sentinel
+  gives up after ``socket_timeout`` seconds, as a connection error: everything that
+  survives a dead master (the outbox holding frames, a worker going on with the other
+  shards) then applies, and the next connection goes where the sentinels now say.
 
 Everything that reaches Redis through ``connection(index)`` follows the master: the
 layer's reader in daphne, its outbox, its Lua scripts and heartbeats, and the project's
@@ -26,17 +32,38 @@ import threading
 
 import asgi_redis
 import redis
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from channels_example.layers.redis import FastRedisLayer
 
 
+class TimingOutConnection(SentinelManagedConnection):
+    """A connection to a master on which a timeout is a lost connection (redis-py raises TimeoutError,
+    which the code that survives a lost master does not take for one)."""
+
+    def read_response(self):
+        try:
+            return super().read_response()
+        except redis.exceptions.TimeoutError as error:
+            self.disconnect()
+            raise redis.exceptions.ConnectionError("%s: no answer in %s s" % (error, self.socket_timeout))
+
+    def send_packed_command(self, command):
+        try:
+            return super().send_packed_command(command)
+        except redis.exceptions.TimeoutError as error:
+            raise redis.exceptions.ConnectionError("%s: no answer in %s s" % (error, self.socket_timeout))
+
+
 class RedisSentinelChannelLayer(FastRedisLayer, asgi_redis.RedisSentinelChannelLayer):
     def __init__(self, hosts=None, services=None, password=None, sentinel_password=None, connection_kwargs=None,
-                 **config):
+                 socket_timeout=None, **config):
         self._sentinel_hosts = [tuple(host) for host in hosts]
-        self._master_kwargs = dict(connection_kwargs or {}, **({"password": password} if password else {}))
-        self._sentinel_kwargs = {"password": sentinel_password} if sentinel_password else None
+        timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout} \
+            if socket_timeout else {}
+        self._master_kwargs = dict(connection_kwargs or {}, **timeouts,
+                                   **({"password": password} if password else {}))
+        self._sentinel_kwargs = dict(timeouts, **({"password": sentinel_password} if sentinel_password else {}))
         self._masters = threading.local()
         super().__init__(hosts=self._sentinel_hosts, services=services, connection_kwargs=self._master_kwargs,
                          **config)
@@ -51,7 +78,8 @@ class RedisSentinelChannelLayer(FastRedisLayer, asgi_redis.RedisSentinelChannelL
     def _master_for(self, service_name):
         clients = self._masters.__dict__
         if service_name not in clients:
-            clients[service_name] = self.sentinel().master_for(service_name, redis_class=redis.Redis)
+            clients[service_name] = self.sentinel().master_for(service_name, redis_class=redis.Redis,
+                                                               connection_class=TimingOutConnection)
         return clients[service_name]
 
     def timed_connection(self, index, timeout):
