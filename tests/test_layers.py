@@ -67,6 +67,19 @@ def test_a_refused_socket_is_disconnected_for_daphne_which_mutes_it(layer):
     assert (disconnect["reply_channel"], disconnect["code"], disconnect["order"]) == ("daphne.response.x!flood", 1013, 11)
 
 
+def test_a_frame_refused_by_a_full_shared_queue_disconnects_its_socket_for_daphne(layer):
+    # websocket.receive holds one frame here (capacity 1): the next socket's frame is refused,
+    # daphne closes that socket with 1013 and mutes it, and the layer sends its disconnect.
+    layer.send("websocket.receive", {"reply_channel": "daphne.response.x!first", "path": "/a/", "text": "x",
+                                     "order": 1})
+    with pytest.raises(layer.ChannelFull):
+        layer.send("websocket.receive", {"reply_channel": "daphne.response.x!next", "path": "/b/", "text": "x",
+                                         "order": 4})
+    channel, disconnect = layer.receive(["websocket.disconnect"])
+    assert (channel, disconnect["reply_channel"], disconnect["code"], disconnect["order"], disconnect["path"]) == (
+        "websocket.disconnect", "daphne.response.x!next", 1013, 4, "/b/")
+
+
 def test_the_backlog_counts_only_frames_not_yet_handled(layer):
     ordering.sequencer().complete("daphne.response.x!busy", 1, [])
     ordering.sequencer().complete("daphne.response.x!busy", 2, [])

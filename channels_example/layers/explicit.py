@@ -60,8 +60,12 @@ class ExplicitDelivery:
     def send(self, channel, message):
         if channel == "websocket.receive":
             self.check_backlog(message["reply_channel"], message["order"], message.get("path", ""))
-            message = self.frame_for_workers(message)
-        elif channel == "websocket.disconnect":
+            try:
+                return super().send(channel, self.frame_for_workers(message))
+            except self.ChannelFull:  # the shared queue is full: daphne closes this socket with 1013
+                self.disconnect_refused(message["reply_channel"], message["order"], message.get("path", ""))
+                raise
+        if channel == "websocket.disconnect":
             self.closed(message["reply_channel"])
         super().send(channel, message)
 
