@@ -136,7 +136,8 @@ def test_rooms_chat_again_within_10_s_of_losing_their_master_in_order(production
 
 # With two shards, the rooms of the one that did not fail lose nothing, and their longest
 # silence stays under this (at 20 messages a second, the gap between two is 0.05 s; what
-# remains is the moment the other shard's new master takes its backlog).
+# remains, 0.2-0.3 s, is the other shard's new master starting: each worker's first message
+# there waits NUMBERING_REPLICA_WAIT_MS for a replica it does not have yet).
 SURVIVOR_SILENCE_LIMIT = 1.5
 
 
