@@ -7,7 +7,9 @@ import os
 import signal
 import time
 
+import pytest
 import redis
+from websockets.exceptions import InvalidStatus
 
 from channels_example.layers import RedisSentinelChannelLayer
 from channels_example.topology import SENTINEL_DOWN_AFTER_MS
@@ -64,9 +66,10 @@ class ChattingRoom:
         return [int(text.split(":")[1]) for _, text in self.heard if not text.endswith(":last")]
 
 
-def chat_through_a_failover(stack, rooms, victim_service, before=2.0, after=8.0, how=signal.SIGKILL):
+def chat_through_a_failover(stack, rooms, victim_service, before=2.0, after=8.0, how=signal.SIGKILL, meanwhile=None):
     """Rooms chat; ``victim_service``'s master is killed (or frozen: ``how=signal.SIGSTOP``); they go on
-    chatting. Returns the kill's time."""
+    chatting. Returns the kill's time. ``meanwhile(outage)``: a coroutine run beside the chat from
+    when every room has joined; it awaits ``outage`` (an Event set at the kill) to act during it."""
     killed = {}
 
     async def main():
@@ -74,6 +77,8 @@ def chat_through_a_failover(stack, rooms, victim_service, before=2.0, after=8.0,
         chatting = [asyncio.ensure_future(room.run(stop)) for room in rooms]
         # Every room joined (on a busy machine that takes a while), then steady chat.
         await asyncio.wait_for(asyncio.gather(*(room.ready.wait() for room in rooms)), TIMEOUT)
+        outage = asyncio.Event()
+        beside = asyncio.ensure_future(meanwhile(outage)) if meanwhile else None
         await asyncio.sleep(before)  # a steady room: the time is the point
         victim = stack.services[victim_service]
         if how == signal.SIGKILL:
@@ -81,9 +86,12 @@ def chat_through_a_failover(stack, rooms, victim_service, before=2.0, after=8.0,
         else:
             os.kill(victim.pid, how)
         killed["at"] = time.monotonic()
+        outage.set()
         await asyncio.sleep(after)
         stop.set()
         await asyncio.gather(*chatting)
+        if beside is not None:
+            await beside
 
     run(main())
     return killed["at"]
@@ -151,13 +159,48 @@ def test_with_two_shards_only_the_failed_ones_rooms_notice(production):
     rooms = [ChattingRoom(stack.port, "pair-%d" % number) for number in range(10)]
     on_survivor = [room.name for room in rooms if layer.consistent_hash("chat-" + room.name) == 0]
     assert on_survivor and len(on_survivor) < len(rooms), "the rooms must be on both shards"
-    killed = chat_through_a_failover(stack, rooms, "shard1")
+    failing = next(room.name for room in rooms if room.name not in on_survivor)
+
+    async def meanwhile(outage):
+        # One more member of a failing room, who leaves during the failover.
+        leaver = await join(stack.port, failing, "leaver").__aenter__()
+        await joined(leaver)
+        await outage.wait()
+        await asyncio.sleep(0.5)  # daphne's reader has found the shard down
+        started = time.monotonic()
+        # A newcomer to a failing room is refused at once, with a reason (503)...
+        with pytest.raises(InvalidStatus) as refused:
+            await join(stack.port, failing, "newcomer").__aenter__()
+        refused_after = time.monotonic() - started
+        # ...and one to a room of the other shard joins as ever.
+        started = time.monotonic()
+        async with join(stack.port, on_survivor[0], "newcomer") as newcomer:
+            await joined(newcomer)
+        joined_after = time.monotonic() - started
+        await leaver.close()
+        seen.update(status=refused.value.response.status_code, refused_after=refused_after, joined_after=joined_after)
+
+    seen = {}
+    killed = chat_through_a_failover(stack, rooms, "shard1", meanwhile=meanwhile)
+    status, refused_after, joined_after = seen["status"], seen["refused_after"], seen["joined_after"]
     silences, lost = assert_in_order_and_report(rooms, killed)
     print("rooms whose Group is on the shard that lived:", on_survivor)
+    print("during the failover: a newcomer to %s got %d after %.3f s; one to %s joined in %.3f s"
+          % (failing, status, refused_after, on_survivor[0], joined_after))
     assert max(silences.values()) < SILENCE_LIMIT
     assert {name: lost[name] for name in on_survivor} == {name: 0 for name in on_survivor}
     assert max(silences[name] for name in on_survivor) < SURVIVOR_SILENCE_LIMIT
+    assert status == 503 and refused_after < 1 and joined_after < SURVIVOR_SILENCE_LIMIT
     assert stack.master_port("shard0") == stack.redis[0].port  # the other shard never failed over
+
+    # The leaver's disconnect, kept by daphne through the failover, reached its room afterwards.
+    async def members_of(room):
+        async with join(stack.port, room) as ws:
+            welcome, _ = await joined(ws)
+            return welcome["members"]
+
+    members = run(members_of(failing))
+    assert "leaver" not in members and len(members) == 1, members  # only the one asking
 
 
 def test_a_master_that_hangs_is_left_behind_as_one_that_died(production):

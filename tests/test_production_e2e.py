@@ -8,7 +8,7 @@ import redis
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.chatclient import each_sends_on_open, frames_until, join, messages, run, sockets_in
+from tests.chatclient import each_sends_on_open, frames_until, join, joined, messages, run, sockets_in
 
 
 def numbered(sender, count):
@@ -220,10 +220,13 @@ def test_redis_restart_under_traffic_recovers_without_restarting_daphne_or_worke
 
     async def main():
         async with join(stack.port, "restart") as bob:
+            leaver = await join(stack.port, "restart", "leaver").__aenter__()
+            await joined(leaver)
             done = asyncio.Event()
             talking = asyncio.ensure_future(traffic(done))
             await messages(bob, 20)
             server.stop()
+            await leaver.close()  # its disconnect cannot be written now: daphne keeps it
             await asyncio.sleep(2)  # two seconds of traffic with Redis down
             await asyncio.get_running_loop().run_in_executor(None, server.start)
             restarted = time.monotonic()
@@ -234,15 +237,19 @@ def test_redis_restart_under_traffic_recovers_without_restarting_daphne_or_worke
             recovered = time.monotonic()
             done.set()
             await talking
-            return recovered - restarted, frames
+            async with join(stack.port, "restart") as newcomer:
+                welcome, _ = await joined(newcomer)
+            return recovered - restarted, frames, welcome["members"]
 
-    recovery, frames = run(main())
+    recovery, frames, members = run(main())
     print("room working again %.2f s after Redis restarted" % recovery)
     assert all(process.running() for process in stack.daphnes + stack.workers)
     assert recovery < 10
     # What bob received across the outage came in the room's order, each message once.
     seqs = [frame["seq"] for frame in frames if frame["type"] == "message"]
     assert seqs == sorted(set(seqs)) and seqs
+    # The socket that closed while Redis was down has left the room: daphne sent its disconnect later.
+    assert "leaver" not in members, members
 
 
 def test_daphne_restart_lets_clients_reconnect_to_the_same_room(production):

@@ -47,9 +47,11 @@ class AnyShard:
                     raise
 
     def _send_on(self, index, channel, message):
-        """asgi_redis's send of a process channel's message, on shard ``index``."""
-        message = dict(message, __asgi_channel__=channel)
-        name = self.non_local_name(channel)
+        """asgi_redis's send, on shard ``index``."""
+        name = channel
+        if "!" in channel:
+            message = dict(message, __asgi_channel__=channel)
+            name = self.non_local_name(channel)
         try:
             self.chansend(keys=[self.prefix + "-", self.prefix + name],
                           args=[self.serialize(message), self.expiry, self.get_capacity(name)],

@@ -117,13 +117,19 @@ class ExplicitDelivery:
         self.pending_disconnects.append({"reply_channel": socket, "path": path, "code": 1013, "order": order})
         self.flush_disconnects()
 
+    _flushing = False
+
     def flush_disconnects(self):
-        while self.pending_disconnects:
-            try:
-                self.send("websocket.disconnect", self.pending_disconnects[0])
-            except self.ChannelFull:
-                return
-            self.pending_disconnects.popleft()
+        self._flushing = True
+        try:
+            while self.pending_disconnects:
+                try:
+                    self.send("websocket.disconnect", self.pending_disconnects[0])
+                except self.ChannelFull:
+                    return
+                self.pending_disconnects.popleft()
+        finally:
+            self._flushing = False
 
     def send_to_members(self, group, channels, message):
         """A Group send to these members, each drop logged and counted."""

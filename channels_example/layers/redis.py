@@ -135,8 +135,17 @@ class FastRedisLayer(AnyShard, LuaSends, Outbox, Heartbeats, ExplicitDelivery):
             return
         # While Redis is down, or full (maxmemory, noeviction), daphne treats the frame as
         # refused: a new socket gets 503, an open one is closed with 1013 ("try again later").
+        # A disconnect is kept and sent again once Redis answers (daphne would drop it).
         try:
-            self._send_somewhere(channel, message)
+            placed = self.frame_shard(message) if channel in ("websocket.connect", "websocket.disconnect") else None
+            if placed is None:
+                self._send_somewhere(channel, message)
+            else:  # to the shard with the socket's state (frame_shard_key), as its frames
+                if placed in self.__dict__.get("_shards_down", ()):  # daphne's reader there says so
+                    raise redis.exceptions.ConnectionError("Redis shard %d is down" % placed)
+                if channel == "websocket.disconnect":
+                    self.closed(message["reply_channel"])
+                self._send_on(placed, channel, message)
         except (redis.exceptions.ConnectionError, redis.exceptions.ResponseError) as error:
             if isinstance(error, redis.exceptions.ResponseError) and not str(error).startswith("OOM"):
                 raise
@@ -145,6 +154,9 @@ class FastRedisLayer(AnyShard, LuaSends, Outbox, Heartbeats, ExplicitDelivery):
             if channel == "websocket.receive":
                 self.pending_disconnects.append(
                     {"reply_channel": message["reply_channel"], "path": "", "code": 1013, "order": message["order"]})
+            elif channel == "websocket.disconnect" and not self._flushing:
+                self.pending_disconnects.append(message)
+                return
             raise self.ChannelFull()
 
     def _send_somewhere(self, channel, message):
