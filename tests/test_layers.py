@@ -303,6 +303,31 @@ def test_a_frame_refused_at_the_outbox_limit_disconnects_its_socket_for_daphne(r
         "websocket.disconnect", "daphne.response.x!many", 1013, 3)
 
 
+def test_daphnes_connects_are_written_by_the_outbox_and_refused_later_when_they_cannot_be(redis_layer):
+    """The reactor does not wait on Redis for a connect; one that cannot be written comes back
+    through connect_refused (daphne's interface then answers 503)."""
+    import queue
+    import threading
+
+    refused, told = [], threading.Event()
+    redis_layer.connect_refused = lambda socket: (refused.append(socket), told.set())
+    redis_layer._outbox = queue.Queue()
+    threading.Thread(target=redis_layer._write_outbox, daemon=True).start()
+    redis_layer.channel_capacity = [(pattern, 1 if pattern.match("websocket.connect") else capacity)
+                                    for pattern, capacity in redis_layer.channel_capacity]
+    connect = {"path": "/lobby/", "headers": [], "order": 0}
+    redis_layer.send("websocket.connect", dict(connect, reply_channel="daphne.response.x!first"))
+    assert redis_layer.receive(["websocket.connect"], block=True)[1]["reply_channel"] == "daphne.response.x!first"
+    # websocket.connect holds one here: the third is refused by Redis, after send returned.
+    for socket in ("daphne.response.x!second", "daphne.response.x!third"):
+        redis_layer.send("websocket.connect", dict(connect, reply_channel=socket))
+    assert told.wait(5) and refused == ["daphne.response.x!third"]
+    # While Redis is known to be down, daphne is told at once.
+    redis_layer._shards_down = {0}
+    with pytest.raises(redis_layer.ChannelFull):
+        redis_layer.send("websocket.connect", dict(connect, reply_channel="daphne.response.x!fourth"))
+
+
 def test_a_script_sends_with_the_layers_lua_functions_as_the_layer_itself_would(redis_layer):
     redis_layer.group_add("chat-lobby", "daphne.response.one!a")
     redis_layer.group_add("chat-lobby", "daphne.response.one!b")

@@ -4,6 +4,7 @@ import json
 import signal
 import time
 
+import pytest
 import redis
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -227,6 +228,10 @@ def test_redis_restart_under_traffic_recovers_without_restarting_daphne_or_worke
             await messages(bob, 20)
             server.stop()
             await leaver.close()  # its disconnect cannot be written now: daphne keeps it
+            started = time.monotonic()
+            with pytest.raises(InvalidStatus) as refused:  # a newcomer is told at once
+                await join(stack.port, "restart", "newcomer").__aenter__()
+            refusal = refused.value.response.status_code, time.monotonic() - started
             await asyncio.sleep(2)  # two seconds of traffic with Redis down
             await asyncio.get_running_loop().run_in_executor(None, server.start)
             restarted = time.monotonic()
@@ -239,9 +244,11 @@ def test_redis_restart_under_traffic_recovers_without_restarting_daphne_or_worke
             await talking
             async with join(stack.port, "restart") as newcomer:
                 welcome, _ = await joined(newcomer)
-            return recovered - restarted, frames, welcome["members"]
+            return recovered - restarted, frames, welcome["members"], refusal
 
-    recovery, frames, members = run(main())
+    recovery, frames, members, (status, refused_in) = run(main())
+    print("a newcomer while Redis was down got %d in %.3f s" % (status, refused_in))
+    assert status == 503 and refused_in < 1
     print("room working again %.2f s after Redis restarted" % recovery)
     assert all(process.running() for process in stack.daphnes + stack.workers)
     assert recovery < 10

@@ -35,6 +35,7 @@ from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.utils import parse_x_forwarded_for
 from daphne.ws_protocol import WebSocketProtocol
 from django.conf import settings
+from twisted.internet import reactor
 from twisted.internet.interfaces import IPushProducer
 from twisted.web import http
 from zope.interface import implementer
@@ -60,6 +61,18 @@ class BoundedHTTPFactory(HTTPFactory):
                                            maxMessagePayloadSize=settings.WEBSOCKET_MAX_PAYLOAD, failByDrop=False)
         self.sockets_by_client = {}
         self.figures = health.DaphneFigures(self)
+        if hasattr(self.channel_layer, "connect_refused"):
+            # The layer writes connects from a thread: its refusals come back through the reactor.
+            self.channel_layer.connect_refused = lambda socket: reactor.callFromThread(self.refuse_connect, socket)
+
+    def refuse_connect(self, reply_channel):
+        """A connect the layer took and then could not write: 503, as daphne answers one refused at once."""
+        protocol = self.reply_protocols.get(reply_channel)
+        handshake = getattr(protocol, "handshake_deferred", None)
+        if handshake is None or handshake.called:
+            return
+        protocol.muted = True  # no disconnect for a connect no worker saw
+        handshake.errback(ConnectionDeny(code=503, reason="Connection queue at capacity"))
 
     def buildProtocol(self, addr):
         channel = http.HTTPFactory.buildProtocol(self, addr)

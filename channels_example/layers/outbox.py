@@ -10,6 +10,12 @@ names ``frame_shard_key``: the dotted path of a function ``(path) -> a key or No
 A frame whose path gives a key goes to that key's shard and waits there, held while it
 is down, as every frame does when no shard is up: the application keeps a socket's
 state on that shard, and a worker that took the frame elsewhere could not reach it.
+
+daphne's ``websocket.connect`` goes through the outbox too, once the server has set
+``connect_refused`` (channels_example.interface.bounds does): daphne then answers 503
+at once while the connect's shard is known to be down, and later, through that
+callback, when the connect cannot be written. A connect is never held: a client waits
+for its handshake.
 """
 import collections
 import importlib
@@ -33,6 +39,24 @@ class Outbox:
         super().__init__(**config)
         self.outbox_hold_seconds, self.outbox_limit = outbox_hold_seconds, outbox_limit
         self._shard_key_path, self._shard_key_of = frame_shard_key, None
+
+    # Set by the server: called, on the outbox's thread, with the reply channel of a
+    # websocket.connect that was queued and then could not be written.
+    connect_refused = None
+
+    def queue_connect(self, message):
+        """daphne's websocket.connect, written by the outbox so that its reactor does not wait on Redis;
+        ChannelFull (daphne answers 503) while its shard is known to be down or the outbox is full."""
+        down = self.__dict__.get("_shards_down") or set()
+        placed = self.frame_shard(message)
+        if (self._outbox.qsize() + self._held >= self.outbox_limit or getattr(self, "_redis_down", False)
+                or (placed in down if placed is not None else len(down) >= self.ring_size)):
+            raise self.ChannelFull()
+        self._outbox.put(("websocket.connect", message))
+
+    def _refuse_connect(self, message, why):
+        log.warning("refused the connect of %s: %s", message["reply_channel"], why)
+        self.connect_refused(message["reply_channel"])
 
     def frame_shard(self, message):
         """The shard a frame must go to (``frame_shard_key``), or None for any."""
@@ -86,6 +110,9 @@ class Outbox:
                     log.exception("lost %d frames for websocket.receive", len(frames))
                     continue
                 for channel, message in unwritten:
+                    if channel == "websocket.connect":
+                        self._refuse_connect(message, "Redis cannot be reached")
+                        continue
                     failed = since.get(id(message), now)
                     if now - failed < self.outbox_hold_seconds:
                         held.append((failed, channel, message))
@@ -133,6 +160,8 @@ class Outbox:
         return []
 
     def _drop_frame(self, channel, message, why):
+        if channel == "websocket.connect":
+            return self._refuse_connect(message, why)
         try:
             self.count_drop(channel)
         except redis.exceptions.ConnectionError:

@@ -133,6 +133,8 @@ class FastRedisLayer(AnyShard, LuaSends, Outbox, Heartbeats, ExplicitDelivery):
             self.check_backlog(message["reply_channel"], message["order"], message.get("path", ""))
             self._outbox.put((channel, self.frame_for_workers(message)))
             return
+        if channel == "websocket.connect" and self._outbox is not None and self.connect_refused is not None:
+            return self.queue_connect(message)
         # While Redis is down, or full (maxmemory, noeviction), daphne treats the frame as
         # refused: a new socket gets 503, an open one is closed with 1013 ("try again later").
         # A disconnect is kept and sent again once Redis answers (daphne would drop it).
