@@ -74,6 +74,31 @@ def in_order(consumer):
     return inner
 
 
+def sent_in_one_script(consumer):
+    """Where one Lua script can do a frame's sends (the scripted sequencer), do those of a
+    ``websocket.connect`` consumer there too: its accept, welcome, history and the room's
+    join event in one round trip instead of one or two each. A connect is order 0, before
+    every frame, so the script sends at once. Elsewhere channels sends them as usual.
+    """
+
+    @functools.wraps(consumer)
+    def inner(message, *args, **kwargs):
+        buffered = getattr(pending_message_store.threadlocal, "messages", None)
+        chosen = sequencer()
+        if buffered is None or not isinstance(chosen, scripted.ScriptedSequencer):
+            return consumer(message, *args, **kwargs)
+        start = len(buffered)
+        try:
+            return consumer(message, *args, **kwargs)
+        finally:
+            sends = [_describe(target, content) for target, content in buffered[start:]]
+            del buffered[start:]
+            if sends:
+                chosen.complete(message.reply_channel.name, message.content.get("order", 0), sends)
+
+    return inner
+
+
 def next_order(socket, path=""):
     """The order of the socket's next frame not yet delivered (the layer's ``socket_progress``)."""
     with rooms.socket_keys_with_path(path):
