@@ -244,9 +244,12 @@ def test_redis_restart_under_traffic_recovers_without_restarting_daphne_or_worke
             await talking
             async with join(stack.port, "restart") as newcomer:
                 welcome, _ = await joined(newcomer)
-            return recovered - restarted, frames, welcome["members"], refusal
+                if "leaver" in welcome["members"]:  # its disconnect may still be on its way: its event
+                    await frames_until(newcomer, lambda got: got and got[-1]["type"] == "presence"
+                                       and (got[-1]["event"], got[-1]["handle"]) == ("leave", "leaver"))
+            return recovered - restarted, frames, refusal
 
-    recovery, frames, members, (status, refused_in) = run(main())
+    recovery, frames, (status, refused_in) = run(main())
     print("a newcomer while Redis was down got %d in %.3f s" % (status, refused_in))
     assert status == 503 and refused_in < 1
     print("room working again %.2f s after Redis restarted" % recovery)
@@ -255,8 +258,7 @@ def test_redis_restart_under_traffic_recovers_without_restarting_daphne_or_worke
     # What bob received across the outage came in the room's order, each message once.
     seqs = [frame["seq"] for frame in frames if frame["type"] == "message"]
     assert seqs == sorted(set(seqs)) and seqs
-    # The socket that closed while Redis was down has left the room: daphne sent its disconnect later.
-    assert "leaver" not in members, members
+    # The socket that closed while Redis was down left the room (above): daphne sent its disconnect later.
 
 
 def test_daphne_restart_lets_clients_reconnect_to_the_same_room(production):
