@@ -220,12 +220,12 @@ REDIS_HOSTS = [url.strip() for url in os.environ.get("REDIS_URL", "").split(",")
 REDIS_SENTINELS = [(address.rpartition(":")[0], int(address.rpartition(":")[2]))
                    for address in os.environ.get("REDIS_SENTINELS", "").split(",") if address.strip()]
 REDIS_SERVICES = [name for name in os.environ.get("REDIS_SERVICES", "chat").split(",") if name]
-# Over Sentinel a numbered message waits (at most this long) until a replica has it, so
-# that a failover cannot take back a number the room has seen (docs/deploying.md).
 # Over Sentinel, a call to a master (or a sentinel) that gets no answer for this long counts
 # as a lost connection, and the next one asks the sentinels where the master is: a host that
 # hangs instead of dying closes no connection. Twice the longest wait in Redis (BLPOP, 1 s).
 REDIS_SOCKET_TIMEOUT = 2
+# Over Sentinel a numbered message waits (at most this long) until a replica has it, so
+# that a failover cannot take back a number the room has seen (docs/deploying.md).
 NUMBERING_REPLICAS, NUMBERING_REPLICA_WAIT_MS = (1, 100) if REDIS_SENTINELS else (0, 0)
 # A shard whose master had no replica to wait on (after a failover, until the old master is
 # back) is not waited on for this long, then asked again.

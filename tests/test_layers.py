@@ -328,6 +328,19 @@ def test_daphnes_connects_are_written_by_the_outbox_and_refused_later_when_they_
         redis_layer.send("websocket.connect", dict(connect, reply_channel="daphne.response.x!fourth"))
 
 
+def _no_shard_key(path):
+    raise ValueError("the application's placement failed on %r" % path)
+
+
+def test_a_failing_frame_shard_key_sends_the_frame_to_any_shard_rather_than_stopping_daphne(redis_url, settings,
+                                                                                          logged):
+    # frame_shard runs on the outbox's thread: an exception there would end daphne's writes.
+    layer = RedisChannelLayer(**dict(settings.REDIS_TRANSPORT, hosts=[redis_url, redis_url],
+                                     frame_shard_key="tests.test_layers._no_shard_key"))
+    assert layer.frame_shard({"path": "/lobby/"}) is None
+    assert "frame_shard_key failed on path '/lobby/'" in logged.text
+
+
 def test_a_script_sends_with_the_layers_lua_functions_as_the_layer_itself_would(redis_layer):
     redis_layer.group_add("chat-lobby", "daphne.response.one!a")
     redis_layer.group_add("chat-lobby", "daphne.response.one!b")

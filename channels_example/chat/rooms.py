@@ -222,7 +222,8 @@ def store(*delivered):
 def sweep():
     """Remove from their rooms the sockets of daphnes that died without disconnecting them."""
     for daphne, sockets in presence.dead_daphnes():
-        for room, socket in sockets:
-            with socket_keys_on(Room(room).shard_key):
-                Room(room).leave(socket)
+        for name, socket in sockets:
+            room = Room(name)
+            with socket_keys_on(room.shard_key):
+                room.leave(socket)
         presence.forget_daphne(daphne, len(sockets))

@@ -36,6 +36,13 @@ log = logging.getLogger(__name__)
 OVERSIZED = "oversized"
 
 
+def imported(dotted_path):
+    """The function a configuration names by its dotted path (``package.module.name``), imported when
+    first needed: the application's, which the transport does not import."""
+    module, name = dotted_path.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)
+
+
 class ExplicitDelivery:
     """Mixed into a stock layer (asgi_redis's, asgiref's in-memory) before it in the bases."""
 
@@ -96,8 +103,7 @@ class ExplicitDelivery:
 
     def socket_progress(self, socket, path=""):
         if self._progress is None:
-            module, name = self._progress_path.rsplit(".", 1)
-            self._progress = getattr(importlib.import_module(module), name)
+            self._progress = imported(self._progress_path)
         return self._progress(socket, path)
 
     def closed(self, socket):

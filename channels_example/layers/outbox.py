@@ -18,13 +18,14 @@ callback, when the connect cannot be written. A connect is never held: a client 
 for its handshake.
 """
 import collections
-import importlib
 import logging
 import queue
 import time
 import uuid
 
 import redis
+
+from channels_example.layers.explicit import imported
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +64,12 @@ class Outbox:
         if self._shard_key_path is None or self.ring_size == 1:
             return None
         if self._shard_key_of is None:
-            module, name = self._shard_key_path.rsplit(".", 1)
-            self._shard_key_of = getattr(importlib.import_module(module), name)
-        key = self._shard_key_of(message.get("path", ""))
+            self._shard_key_of = imported(self._shard_key_path)
+        try:
+            key = self._shard_key_of(message.get("path", ""))
+        except Exception:  # the application's function must not stop daphne's writes: any shard then
+            log.exception("frame_shard_key failed on path %r", message.get("path"))
+            return None
         return None if key is None else self.consistent_hash(key)
 
     def _write_outbox(self):
@@ -80,20 +84,19 @@ class Outbox:
         retry_at = 0.0
         while True:
             batch, since = [], {}
-            retrying = time.monotonic() >= retry_at
             if held:
                 # A shard is down: new frames go on at once, the held ones are tried every 0.1 s.
                 try:
                     batch.append(self._outbox.get(timeout=max(0.0, retry_at - time.monotonic())))
                 except queue.Empty:
                     pass
-                retrying = time.monotonic() >= retry_at
-                if retrying:
-                    batch += [(channel, message) for _, channel, message in held]
-                    since = {id(message): failed for failed, _, message in held}
-                    held.clear()
             else:
                 batch.append(self._outbox.get())
+            retrying = time.monotonic() >= retry_at
+            if held and retrying:
+                batch += [(channel, message) for _, channel, message in held]
+                since = {id(message): failed for failed, _, message in held}
+                held.clear()
             while len(batch) < self.OUTBOX_BATCH and not self._outbox.empty():
                 batch.append(self._outbox.get_nowait())
             by_shard = collections.defaultdict(list)
