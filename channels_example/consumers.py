@@ -47,7 +47,7 @@ def _client(message):
 
 
 @rooms.socket_keys_with_room
-@ordering.sent_in_one_script
+@in_order
 @allowed_hosts_only
 @identity.no_session_key_in_url
 @channel_session_user_from_http

@@ -51,15 +51,20 @@ from channels_example.chat.sequencers import LocalSequencer, RedisSequencer
 def in_order(consumer):
     """Deliver what the consumer sends for each frame in the socket's frame order.
 
-    Wrap a ``websocket.receive`` or ``websocket.disconnect`` consumer (outside
-    ``@channel_session``). Frames without an ``order`` key are delivered as usual.
+    Wrap a WebSocket consumer (outside ``@channel_session``). Frames without an ``order``
+    key are delivered as usual. A ``websocket.connect`` is order 0, before every frame:
+    its sends (the accept, welcome, history and the room's join event) need no turn, and
+    go through the sequencer only where one script does them all (the scripted
+    sequencer), in one round trip instead of one or two each.
     """
 
     @functools.wraps(consumer)
     def inner(message, *args, **kwargs):
         order = message.content.get("order")
         buffered = getattr(pending_message_store.threadlocal, "messages", None)
-        if order is None or buffered is None:
+        chosen = sequencer()
+        connect = message.channel.name == "websocket.connect"
+        if order is None or buffered is None or (connect and not isinstance(chosen, scripted.ScriptedSequencer)):
             return consumer(message, *args, **kwargs)
         start = len(buffered)
         try:
@@ -68,34 +73,9 @@ def in_order(consumer):
             sends = [_describe(target, content) for target, content in buffered[start:]]
             del buffered[start:]
             final = message.channel.name == "websocket.disconnect"
-            sequencer().complete(message.reply_channel.name, order, sends, final)
+            chosen.complete(message.reply_channel.name, order, sends, final)
 
     inner.unordered = consumer  # for measuring what ordering costs (bench/ordering_cost.py)
-    return inner
-
-
-def sent_in_one_script(consumer):
-    """Where one Lua script can do a frame's sends (the scripted sequencer), do those of a
-    ``websocket.connect`` consumer there too: its accept, welcome, history and the room's
-    join event in one round trip instead of one or two each. A connect is order 0, before
-    every frame, so the script sends at once. Elsewhere channels sends them as usual.
-    """
-
-    @functools.wraps(consumer)
-    def inner(message, *args, **kwargs):
-        buffered = getattr(pending_message_store.threadlocal, "messages", None)
-        chosen = sequencer()
-        if buffered is None or not isinstance(chosen, scripted.ScriptedSequencer):
-            return consumer(message, *args, **kwargs)
-        start = len(buffered)
-        try:
-            return consumer(message, *args, **kwargs)
-        finally:
-            sends = [_describe(target, content) for target, content in buffered[start:]]
-            del buffered[start:]
-            if sends:
-                chosen.complete(message.reply_channel.name, message.content.get("order", 0), sends)
-
     return inner
 
 
