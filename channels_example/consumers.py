@@ -22,9 +22,10 @@ another worker; ``@in_order`` delivers each socket's messages in the order sent
 session and ordering state on its room's Redis server, so that losing one of several
 servers stops only the rooms that lived on it.
 
-``store_message`` saves each chat message to the database, off the path that delivers
-messages; ``sweep``, on the timed channel every daphne sends, removes the sockets of
-dead daphnes and delivers disconnects held behind a lost frame.
+Two consumers run on timed channels every daphne sends: ``store_messages`` saves the
+chat messages delivered since its last run to the database, off the path that delivers
+them; ``sweep`` removes the sockets of dead daphnes and delivers disconnects held behind
+a lost frame.
 """
 import logging
 
@@ -126,9 +127,10 @@ def ws_disconnect(message):
     message.channel_session.set_expiry(settings.CHANNEL_MESSAGE_EXPIRY)
 
 
-def store_message(message):
-    """Save a chat message that was delivered to its room, with any others already waiting, in one transaction."""
-    rooms.store(message.content, *history.waiting_to_be_stored(message.channel_layer))
+def store_messages(message):
+    """Save the chat messages delivered since the last time (every STORE_INTERVAL), a batch per transaction."""
+    for batch in history.batches_to_store(message.channel_layer):
+        rooms.store(*batch)
 
 
 def sweep(message):

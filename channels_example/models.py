@@ -1,6 +1,6 @@
 """The chat's tables: every message a room received, kept for history; and what moderators did.
 
-Message rows are written by the ``store_message`` consumer (channels_example.chat.history.store),
+Message rows are written by the ``store_messages`` consumer (channels_example.chat.history.store),
 off the path that delivers messages to the room, and pruned there to HISTORY_RETENTION
 per room. ``seq`` is the message's number in its room, assigned at delivery
 (channels_example.chat.rooms.Room.publish); it orders the history and makes storing idempotent.

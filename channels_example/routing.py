@@ -4,9 +4,9 @@ HTTP requests are not routed here, so they keep going to Django's urls.py. The p
 of the study note's test page, /channels_example/, is the note's echo
 (channels_example/echo.py): its three routes match on the message's ``path`` and come
 first, because the first route that matches a message handles it. Every other path is
-a chat room. The last two channels are the project's own: chat messages on their way
-to the database, and the timed sweep every daphne asks for (settings.SWEEP_INTERVAL;
-docs/history.md).
+a chat room. The last two channels are the project's own, timed channels every daphne
+sends: storing the chat messages waiting on chat.history (settings.STORE_INTERVAL), and
+the sweep (settings.SWEEP_INTERVAL; docs/history.md).
 """
 from channels.routing import route
 
@@ -23,6 +23,6 @@ channel_routing = [
     route("websocket.connect", consumers.ws_connect),
     route("websocket.receive", consumers.ws_message),
     route("websocket.disconnect", consumers.ws_disconnect),
-    route("chat.history", consumers.store_message),
+    route("chat.store", consumers.store_messages),
     route("chat.sweep", consumers.sweep),
 ]

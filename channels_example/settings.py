@@ -170,6 +170,10 @@ SCRIPTED_DELIVERY = os.environ.get("SCRIPTED_DELIVERY", "1") != "0"
 # and delivers disconnects held behind a lost frame.
 DAPHNE_HEARTBEAT_TTL = 5
 SWEEP_INTERVAL = 1
+# Every daphne sends chat.store every STORE_INTERVAL seconds: a worker then stores the chat
+# messages waiting on chat.history, in batches (docs/history.md). One consumer call per
+# message stored them one transaction each (measured: 1.005 messages per call at 200 a second).
+STORE_INTERVAL = 0.2
 
 # Bounds against hostile clients, enforced in daphne before anything reaches Redis
 # (channels_example/interface/bounds.py; docs/security.md).
@@ -243,7 +247,7 @@ CHAT_TRANSPORT = {
     # The numbered streams of a room: its chat messages and its presence events.
     "gate_streams": ["history", "presence"],
     "gap_seconds": ORDERING_GAP_SECONDS,
-    "timers": {"chat.sweep": SWEEP_INTERVAL},
+    "timers": {"chat.sweep": SWEEP_INTERVAL, "chat.store": STORE_INTERVAL},
     # Each frame carries the time daphne received it: the latency figure of /metrics.
     "frame_timestamps": True,
     "expiry": CHANNEL_MESSAGE_EXPIRY,
@@ -274,7 +278,7 @@ REDIS_TRANSPORT = dict(
     # Joins before chat, so a busy room does not keep newcomers waiting, and chat before
     # storing it, which is off the delivery path.
     worker_priority=["websocket.connect", "http.request", "websocket.receive", "websocket.disconnect",
-                     "chat.sweep", "chat.history"],
+                     "chat.sweep", "chat.store"],
     heartbeat_ttl=DAPHNE_HEARTBEAT_TTL,
     # While no shard can take them (Redis down, a Sentinel failover under way) daphne holds
     # its sockets' frames this long, longer than a failover, and at most as many as

@@ -1,5 +1,6 @@
 """The three consumers, driven through channels' own test client on the in-memory layer."""
 import json
+from unittest import mock
 
 from channels.exceptions import DenyConnection
 from channels.sessions import session_for_reply_channel
@@ -260,19 +261,29 @@ class TestHistory(ConsumerTestCase):
         ann = self.connect("/lobby/?handle=ann")
         self.say(ann, "keep me")
         self.assertFalse(Message.objects.exists())
-        ann.consume("chat.history")
+        ann.send_and_consume("chat.store", {"from": "test"})  # the timed store
         stored = Message.objects.get()
         self.assertEqual((stored.room, stored.seq, stored.handle, stored.message), ("lobby", 1, "ann", "keep me"))
         self.assertEqual(int(stored.created.timestamp() * 1000), ann.receive()["ts"])
 
-    def test_a_worker_stores_the_messages_waiting_together(self):
+    def test_the_timed_store_stores_the_messages_waiting_together(self):
         ann = self.connect("/lobby/?handle=ann")
         for text in ("one", "two", "three"):
             self.say(ann, text)
-        ann.consume("chat.history")
+        ann.send_and_consume("chat.store", {"from": "test"})  # the timed store
         self.assertEqual(list(Message.objects.order_by("seq").values_list("seq", "message")),
                          [(1, "one"), (2, "two"), (3, "three")])
         self.assertIsNone(self.get_next_message("chat.history"))
+
+    def test_the_timed_store_takes_at_most_STORE_BATCHES_batches_and_the_next_one_the_rest(self):
+        ann = self.connect("/lobby/?handle=ann")
+        for number in range(5):
+            self.say(ann, "m%d" % number)
+        with mock.patch.object(history, "STORE_BATCH", 2), mock.patch.object(history, "STORE_BATCHES", 2):
+            ann.send_and_consume("chat.store", {"from": "test"})
+            self.assertEqual(list(Message.objects.order_by("seq").values_list("seq", flat=True)), [1, 2, 3, 4])
+            ann.send_and_consume("chat.store", {"from": "test"})
+        self.assertEqual(list(Message.objects.order_by("seq").values_list("seq", flat=True)), [1, 2, 3, 4, 5])
 
     def test_storing_a_message_twice_keeps_one_row(self):
         stored = {"room": "lobby", "seq": 1, "handle": "ann", "message": "hi", "ts": 1764000000123}

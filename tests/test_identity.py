@@ -148,7 +148,7 @@ class TestModeration(IdentityTestCase):
         mod.send_and_consume("websocket.receive", text=json.dumps({"action": "delete", "seq": seq}), path="/lobby/")
         for member in (mod, ann):
             self.assertEqual(member.receive(), {"type": "deleted", "room": "lobby", "seq": seq, "by": "mod"})
-        ann.consume("chat.history")
+        ann.send_and_consume("chat.store", {"from": "test"})  # the timed store
         self.assertFalse(Message.objects.filter(seq=seq).exists())
         joiner = WSClient()
         self.connect(joiner)

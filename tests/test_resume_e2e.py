@@ -76,19 +76,23 @@ def test_while_others_keep_sending_a_resume_gets_every_message_once_in_order(pro
                 await asyncio.sleep(0.005)
 
     async def main():
-        async with join(stack.port, "busy", "listener") as listener:
-            await joined(listener)
-            go = asyncio.Event()
-            sending = [asyncio.ensure_future(sender(number, go)) for number in range(senders)]
-            await frames_until(listener, lambda got: sum(f["type"] == "presence" for f in got) == senders)
-            go.set()
-            shown = (await messages(listener, 100))[-1]["seq"]
-        total = senders * each
-        # Reconnect while the room is busy: what was missed, and what comes meanwhile, all once.
-        async with join(stack.port, "busy", since=shown) as back:
-            _, history = await joined(back)
-            live = await frames_until(back, lambda got: got and got[-1].get("seq") == total, timeout=120)
-        await asyncio.gather(*sending)
+        async with join(stack.port, "busy", "watcher") as watcher:
+            await joined(watcher)
+            async with join(stack.port, "busy", "listener") as listener:
+                await joined(listener)
+                go = asyncio.Event()
+                sending = [asyncio.ensure_future(sender(number, go)) for number in range(senders)]
+                await frames_until(listener, lambda got: sum(f["type"] == "presence" for f in got) == senders)
+                go.set()
+                shown = (await messages(listener, 100))[-1]["seq"]
+            # Gone: the room says more before the listener is back (the watcher hears it).
+            await frames_until(watcher, lambda got: got and got[-1].get("seq", 0) >= shown + 3)
+            total = senders * each
+            # Reconnect while the room is busy: what was missed, and what comes meanwhile, all once.
+            async with join(stack.port, "busy", since=shown) as back:
+                _, history = await joined(back)
+                live = await frames_until(back, lambda got: got and got[-1].get("seq") == total, timeout=120)
+            await asyncio.gather(*sending)
         return shown, history, [frame for frame in live if frame["type"] == "message"]
 
     shown, history, live = run(main())

@@ -61,7 +61,7 @@ def read():
         figures["connections"] = {name: count for name, count in figures["connections"].items() if name in daphnes}
         figures["daphnes"], figures["workers"] = len(daphnes), len(workers)
         queues = ["websocket.connect", "websocket.receive", "websocket.disconnect", "http.request", "chat.history",
-                  "chat.sweep"] + daphnes
+                  "chat.store", "chat.sweep"] + daphnes
         figures["queues"] = layer.queue_lengths(queues)
         figures["dropped"] = layer.dropped_total()
     else:  # runserver: one daphne and its worker threads, in this process
