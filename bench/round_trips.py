@@ -56,34 +56,52 @@ def by_process(stats, ports):
     return counts
 
 
-async def chat(port, members, messages, idle, stats_port, processes):
+async def chat(port, members, messages, connects, idle, stats_port, processes):
+    """Round trips by process per chat message, and per connect (with ``connects``), less the idle
+    rate; and the idle rate per second."""
     base = "ws://127.0.0.1:%d/round-trips-%d/" % (port, os.getpid())
     origin = "http://127.0.0.1:%d" % port
-    sockets = [await connect(base + "?handle=m%d" % number, origin=origin) for number in range(members)]
-    for ws in sockets:
+
+    async def joined(handle):
+        ws = await connect(base + "?handle=" + handle, origin=origin)
         while json.loads(await ws.recv())["type"] != "history":
             pass
+        return ws
+
+    sockets = [await joined("m%d" % number) for number in range(members)]
     await asyncio.sleep(1)
     before_idle = redis_round_trips(stats_port)
     await asyncio.sleep(idle)
     after_idle = redis_round_trips(stats_port)
-    started = time.monotonic()
-    for number in range(messages):
+    ports = ports_of(processes)
+    idle_rate = {name: trips / idle for name, trips in (by_process(after_idle, ports) - by_process(
+        before_idle, ports)).items()}
+
+    async def per_action(act, count, settle):
+        """Round trips by process per ``act()``, done ``count`` times one after the other; what it
+        leaves to do off its path (storing, the join's events) has ``settle`` seconds."""
+        before, started = redis_round_trips(stats_port), time.monotonic()
+        for number in range(count):
+            await act(number)
+        await asyncio.sleep(settle)
+        took, made = time.monotonic() - started, by_process(redis_round_trips(stats_port), ports_of(processes))
+        return {name: (trips - idle_rate.get(name, 0) * took) / count
+                for name, trips in (made - by_process(before, ports)).items()}
+
+    async def say(number):
         await sockets[number % members].send(json.dumps({"message": "round trip %d" % number}))
         for ws in sockets:
             while json.loads(await ws.recv())["type"] != "message":
                 pass
-    took = time.monotonic() - started
-    await asyncio.sleep(0.5)  # the messages' storing, off the delivery path, is theirs too
-    after = redis_round_trips(stats_port)
-    took += 0.5
-    ports = ports_of(processes)
-    idle_rate = {name: trips / idle for name, trips in (by_process(after_idle, ports) - by_process(
-        before_idle, ports)).items()}
-    sent = by_process(after, ports) - by_process(after_idle, ports)
+
+    async def join(number):
+        sockets.append(await joined("j%d" % number))
+
+    per_message = await per_action(say, messages, 0.5)  # the storing, off the delivery path, is theirs too
+    per_connect = await per_action(join, connects, 0.5) if connects else {}
     for ws in sockets:
         await ws.close()
-    return {name: (trips - idle_rate.get(name, 0) * took) / messages for name, trips in sent.items()}, idle_rate
+    return per_message, per_connect, idle_rate
 
 
 def main():
@@ -91,6 +109,7 @@ def main():
     parser.add_argument("--target", default="project")
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--members", type=int, default=10)
+    parser.add_argument("--connects", type=int, default=0, help="then connect this many more, one at a time")
     parser.add_argument("--idle", type=float, default=5.0)
     parser.add_argument("--delay-ms", type=float, default=0.0)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the target's processes")
@@ -100,16 +119,18 @@ def main():
     try:
         port, _, _ = target.start()
         servers = [process for process in target.processes if process.name not in ("redis", "redis-delay")]
-        per_message, idle_rate = asyncio.run(chat(port, options.members, options.messages, options.idle,
-                                                  target.redis_stats, servers))
+        per_message, per_connect, idle_rate = asyncio.run(chat(
+            port, options.members, options.messages, options.connects, options.idle, target.redis_stats, servers))
     finally:
         target.stop()
     print("%s%s: Redis round trips per chat message to a room of %d (%d messages, one at a time)" % (
         options.target, "".join(" " + pair for pair in options.env), options.members, options.messages))
-    print("\n| process | per message | idle, per second |\n|---|---|---|")
-    for name in sorted(set(per_message) | set(idle_rate)):
-        print("| %s | %.1f | %.1f |" % (name, per_message.get(name, 0), idle_rate.get(name, 0)))
-    print("| all | %.1f | %.1f |" % (sum(per_message.values()), sum(idle_rate.values())))
+    columns = [("per message", per_message)] + ([("per connect", per_connect)] if options.connects else [])
+    columns.append(("idle, per second", idle_rate))
+    print("\n| process | %s |\n|%s" % (" | ".join(title for title, _ in columns), "---|" * (len(columns) + 1)))
+    for name in sorted(set().union(*(counts for _, counts in columns))):
+        print("| %s | %s |" % (name, " | ".join("%.1f" % counts.get(name, 0) for _, counts in columns)))
+    print("| all | %s |" % " | ".join("%.1f" % sum(counts.values()) for _, counts in columns))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ Each worker keeps the sessions it read or wrote in memory, for
 CHANNEL_SESSION_CACHE_SECONDS (at most CHANNEL_SESSION_CACHE_SIZE of them): a channel
 session is written when its socket connects, before daphne passes on any of its frames,
 and when it disconnects, after its last; every frame between reads it. So a frame costs
-no round trip for its session, and a session found is known to exist (channels asks
-after every load). A session deleted or flushed elsewhere (a new password) is seen here
+no round trip for its session, and channels' question after every load (does it exist?)
+is answered by the load: found, or, on a connect, missing. A session deleted or flushed elsewhere (a new password) is seen here
 when the entry expires; the socket itself is closed at once (channels_example.accounts).
 """
 import threading
@@ -88,12 +88,18 @@ class SessionStore(SessionBase):
                 if encoded is not None:
                     data = self.decode(encoded.decode("ascii"))
                     _read.put(self.session_key, data)
+                else:
+                    self._missing = self.session_key
         if data is None:
             self._session_key = None
             return {}
         return data
 
     def exists(self, session_key):
+        """Asked by channels right after loading a socket's session (on its connect, it finds none):
+        the load's answer stands, and ``save(must_create=True)``'s SET NX is the check that counts."""
+        if session_key == getattr(self, "_missing", None):
+            return False
         return _read.get(session_key) is not None or bool(_redis_for(session_key).exists(KEY_PREFIX + session_key))
 
     def create(self):

@@ -37,8 +37,12 @@ class Shards:
     def socket_client(self, key):
         """The client of the server holding one of a socket's own keys: its room's
         (``socket_keys_on``), or ``key``'s own outside a room."""
+        return self.layer.connection(self.socket_index(key))
+
+    def socket_index(self, key):
+        """The shard ``socket_client(key)`` is on."""
         index = getattr(_home, "index", None)
-        return self.layer.connection(self.layer.consistent_hash(key) if index is None else index)
+        return self.layer.consistent_hash(key) if index is None else index
 
     def run(self, source, keys, args, shard_key=None):
         """Run the Lua ``source`` on ``keys`` and ``args``, on the server of ``shard_key`` (default: the first key).

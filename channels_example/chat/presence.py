@@ -173,21 +173,27 @@ class RedisMembers:
         self.shards = shards
 
     def join(self, room, socket, handle, holder):
-        # The daphne's index first: a socket in a room but not in the index could never be swept.
-        index_key = self._index_key(socket)
-        self.shards.socket_client(index_key).pipeline().hset(index_key, socket, room.name).expire(
-            index_key, settings.WEBSOCKET_LIFETIME).execute()
-        joined = self._run(self.lua_join, room, [socket, handle, settings.WEBSOCKET_LIFETIME, holder, room.name])
+        # The daphne's index in the same script, where it is on the room's server (a socket's keys
+        # are, while a consumer handles it); else first: a socket in a room but not in the index
+        # could never be swept.
+        index_key, indexed = self._index(room, socket)
+        if not indexed:
+            self.shards.socket_client(index_key).pipeline().hset(index_key, socket, room.name).expire(
+                index_key, settings.WEBSOCKET_LIFETIME).execute()
+        joined = self._run(self.lua_join, room, [socket, handle, settings.WEBSOCKET_LIFETIME, holder, room.name],
+                           index_key if indexed else None)
         if joined is None:
-            self.shards.socket_client(index_key).hdel(index_key, socket)
+            if not indexed:
+                self.shards.socket_client(index_key).hdel(index_key, socket)
             return None
         count, number, handles = joined
         return count, number, [value.decode("utf-8") for value in handles]
 
     def leave(self, room, socket):
-        left = self._run(self.lua_leave, room, [socket, room.name])
-        index_key = self._index_key(socket)
-        self.shards.socket_client(index_key).hdel(index_key, socket)
+        index_key, indexed = self._index(room, socket)
+        left = self._run(self.lua_leave, room, [socket, room.name], index_key if indexed else None)
+        if not indexed:
+            self.shards.socket_client(index_key).hdel(index_key, socket)
         if left is None:
             return None
         handle, holder, count, number = left
@@ -208,16 +214,20 @@ class RedisMembers:
         return [(room.decode("utf-8"), socket.decode("utf-8")) for index in range(layer.ring_size)
                 for socket, room in layer.connection(index).hgetall(key).items()]
 
-    def _index_key(self, socket):
-        return SOCKETS_PREFIX + self.shards.layer.non_local_name(socket)
+    def _index(self, room, socket):
+        """The key of the socket's line in its daphne's index, and whether it is on the room's server."""
+        key = SOCKETS_PREFIX + self.shards.layer.non_local_name(socket)
+        layer = self.shards.layer
+        return key, self.shards.socket_index(key) == layer.consistent_hash(room.shard_key)
 
-    def _run(self, source, room, args):
+    def _run(self, source, room, args, index_key=None):
         keys = [room.key("members"), room.key("presence"), room.key("names"), metrics.ROOMS]
-        return self.shards.run(source, keys, args, room.shard_key)
+        return self.shards.run(source, keys + ([index_key] if index_key else []), args, room.shard_key)
 
     # KEYS: the room's members hash (socket -> handle), its change counter, its names hash
-    # (handle -> "<sockets> <holder>"), the set of rooms with members (chat.metrics). ARGV:
-    # socket, handle, expiry (s), holder, room name. Nil when another holder has the handle.
+    # (handle -> "<sockets> <holder>"), the set of rooms with members (chat.metrics), and
+    # optionally the socket's daphne's index (socket -> room). ARGV: socket, handle, expiry
+    # (s), holder, room name. Nil when another holder has the handle.
     lua_join = """
         local held = redis.call('HGET', KEYS[3], ARGV[2])
         local count = 0
@@ -225,6 +235,10 @@ class RedisMembers:
           local space = string.find(held, ' ')
           if string.sub(held, space + 1) ~= ARGV[4] then return nil end
           count = tonumber(string.sub(held, 1, space - 1))
+        end
+        if KEYS[5] then
+          redis.call('HSET', KEYS[5], ARGV[1], ARGV[5])
+          redis.call('EXPIRE', KEYS[5], ARGV[3])
         end
         redis.call('HSET', KEYS[3], ARGV[2], (count + 1) .. ' ' .. ARGV[4])
         redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -238,6 +252,7 @@ class RedisMembers:
     # KEYS: as for lua_join. ARGV: socket, room name. Returns {handle, holder, count, number};
     # nil if not a member.
     lua_leave = """
+        if KEYS[5] then redis.call('HDEL', KEYS[5], ARGV[1]) end
         local handle = redis.call('HGET', KEYS[1], ARGV[1])
         if not handle then return nil end
         redis.call('HDEL', KEYS[1], ARGV[1])

@@ -11,11 +11,8 @@ differs is how messages are moved, which is where the 1.x stack spent its time:
   pool for every message and is slower still.)
 * **daphne's frames are written by a thread**, up to 500 per round trip, so the
   reactor never waits on Redis for an incoming frame.
-* **A Group message is written once per daphne process, not once per member.** The
-  members' reply channels are grouped by the process they belong to (the part up to
-  ``!``), and each process gets one message naming its targets; its ``receive`` hands
-  daphne one copy per target. A full process channel drops the message for those
-  members, logged and counted.
+* **A Group message is written once per daphne process, not once per member**, and a
+  Group's add and its read are one round trip each (groups.py).
 * **One round trip to take a message**, not three: the message travels in its
   channel's list, not in a key of its own (so BLPOP returns it), and no statistics
   counter is written on every send. The lists hold ``<expires at>|<content>``, with
@@ -58,6 +55,7 @@ import redis
 from channels_example.layers.anyshard import AnyShard
 from channels_example.layers.explicit import ExplicitDelivery
 from channels_example.layers.gate import GATE
+from channels_example.layers.groups import Groups
 from channels_example.layers.lists import LUA_CHANSEND, LUA_POPBATCH, LUA_POPGET, expired, message_of
 from channels_example.layers.heartbeats import Heartbeats
 from channels_example.layers.outbox import Outbox
@@ -66,7 +64,7 @@ from channels_example.layers.scripted import LuaSends
 log = logging.getLogger(__name__)
 
 
-class FastRedisLayer(AnyShard, LuaSends, Outbox, Heartbeats, ExplicitDelivery):
+class FastRedisLayer(Groups, AnyShard, LuaSends, Outbox, Heartbeats, ExplicitDelivery):
     """The changes above, mixed into one of asgi_redis's layers (before it in the bases)."""
 
     extensions = ["groups", "flush", "twisted", GATE, "heartbeats"]
@@ -173,30 +171,6 @@ class FastRedisLayer(AnyShard, LuaSends, Outbox, Heartbeats, ExplicitDelivery):
             except redis.exceptions.ConnectionError:
                 if attempt == tries - 1:
                     raise
-
-    ### Groups ###
-
-    def group_channels(self, group):
-        """The group's members, dropping those older than group_expiry, in one round trip."""
-        key = self._group_key(group)
-        pipe = self.connection(self.consistent_hash(group)).pipeline()
-        pipe.zremrangebyscore(key, 0, int(time.time()) - self.group_expiry).zrange(key, 0, -1)
-        return [member.decode("utf8") for member in pipe.execute()[1]]
-
-    def send_group(self, group, message):
-        by_process = collections.defaultdict(list)
-        for channel in self.group_channels(group):
-            by_process[self.non_local_name(channel)].append(channel)
-        for process, targets in by_process.items():
-            try:
-                if process.endswith("!"):
-                    self.send_process(process, dict(message, **{self.TARGETS: targets}), self.consistent_hash(group))
-                else:
-                    super(ExplicitDelivery, self).send(process, message)
-            except (self.ChannelFull, redis.exceptions.ConnectionError):
-                self.count_drop(process, len(targets))
-                shown = ", ".join(targets[:5]) + (" and %d more" % (len(targets) - 5) if len(targets) > 5 else "")
-                log.warning("dropped a message to group %s for %s: the channel of their daphne is full", group, shown)
 
     def count_drop(self, channel, count=1):
         super().count_drop(channel, count)
