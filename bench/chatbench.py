@@ -553,6 +553,7 @@ async def run(config):
     baseline = sample(config.pids)
     overflows = listen_overflows()
     connect_seconds = await bench.connect_all()
+    connected_at = sample(config.pids)
     overflows_after = listen_overflows()
     connected = [client for client in bench.clients if client.ws is not None]
     refusals = collections.Counter(client.refusal for client in bench.clients if client.refusal)
@@ -567,7 +568,11 @@ async def run(config):
         # server's listen backlog was full.
         "over_1s": sum(client.connect_ns >= 1e9 for client in connected),
         "listen_overflows": overflows_after - overflows if overflows is not None else None,
+        # CPU seconds each server process spent while the clients connected.
+        "cpu_s": {pid: connected_at["cpu"][pid] - baseline["cpu"][pid] for pid in connected_at["cpu"]
+                  if pid in baseline["cpu"]},
     }
+    report["connect"].update(cpu_figures(baseline, connected_at, 0))
     report["server_rss_after_connect_mb"] = {
         pid: process_rss_bytes(pid) / 2**20 for pid in config.pids}
     await asyncio.sleep(config.settle)
@@ -615,6 +620,10 @@ def format_report(report):
         c["connected"], c["clients"], c["seconds"], config["connect_concurrency"], c["refused"]))
     lines.append("          connect time p50 %s ms, p99 %s ms, max %s ms; %d took 1 s or more" % (
         _ms(c["time_ms"], "p50"), _ms(c["time_ms"], "p99"), _ms(c["time_ms"], "max"), c["over_1s"]))
+    if c.get("cpu_s"):
+        lines.append("          CPU while connecting: server %s%% of a core (%s), tool %.0f%%, other %.0f%%" % (
+            _num(c.get("server_cpu_percent")), ", ".join("pid %s %.2f s" % item for item in c["cpu_s"].items()),
+            c["tool_cpu_percent"], c["other_cpu_percent"]))
     if c["listen_overflows"]:
         lines.append("          the machine's listen queues overflowed %d times (SYNs dropped, retried after 1 s):"
                      " the server's listen backlog is too short for --connect-concurrency" % c["listen_overflows"])

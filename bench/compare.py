@@ -219,7 +219,9 @@ def figures(scenario, report):
              "round_trips_per_message": (phase.get("redis") or {}).get("per_message")}
     if scenario == "S3":
         found.update(connected=connect.get("connected"), clients=connect.get("clients"), refused=connect.get("refused"),
-                     connect_s=connect.get("seconds"))
+                     connect_s=connect.get("seconds"),
+                     ms_per_connect=1000 * connect["server_cpu_s"] / connect["connected"]
+                     if connect.get("server_cpu_s") is not None and connect.get("connected") else None)
     return found
 
 
@@ -239,9 +241,9 @@ def summary(scenario, found):
     trips = found.get("round_trips_per_message")
     trips = "" if trips is None else ", %.1f Redis round trips per message" % trips
     if scenario == "S3":
-        return "%s of %s accepted (%s refused) in %s s; broadcast lost %s, p99 %s ms" % (
+        return "%s of %s accepted (%s refused) in %s s, %s ms server CPU per connect; broadcast lost %s, p99 %s ms" % (
             found["connected"], found["clients"], found["refused"], _num(found["connect_s"], "%.2f"),
-            found["lost"], _num(found["p99_ms"], "%.1f"))
+            _num(found["ms_per_connect"], "%.2f"), found["lost"], _num(found["p99_ms"], "%.1f"))
     return "p50 %s ms, p99 %s ms, lost %s, %s µs CPU per delivery%s" % (
         _num(found["p50_ms"], "%.1f"), _num(found["p99_ms"], "%.1f"), found["lost"], _num(found["us_per_delivery"]), trips)
 
