@@ -1,7 +1,8 @@
 """Channel sessions in Redis (channels_example.backends.sessions), against a real redis-server:
 a worker reads a socket's session from Redis once, then from memory, for a bounded time and count."""
 import pytest
-from channels.sessions import session_for_reply_channel
+from channels.message import Message
+from channels.sessions import channel_session, session_for_reply_channel
 
 from channels_example.backends import sessions
 
@@ -70,3 +71,17 @@ def test_the_cache_holds_at_most_its_size_and_forgets_deleted_sessions(redis_lay
     session = session_for_reply_channel("daphne.response.a!z")
     session.delete()
     assert session_for_reply_channel("daphne.response.a!z").get("room") is None
+
+
+def test_a_connect_reads_its_missing_session_once_and_writes_it_once(redis_layer, fresh_cache):
+    @channel_session
+    def consumer(message):
+        message.channel_session["room"] = "lobby"
+
+    before = {command: calls(redis_layer, command) for command in ("get", "exists", "set")}
+    consumer(Message({"reply_channel": "daphne.response.a!new", "path": "/lobby/"}, "websocket.connect",
+                     redis_layer))
+    assert {command: calls(redis_layer, command) - count for command, count in before.items()} == {
+        "get": 1, "exists": 0, "set": 1}
+    sessions._read = sessions._Read()  # as another worker reads it
+    assert session_for_reply_channel("daphne.response.a!new")["room"] == "lobby"

@@ -14,7 +14,9 @@ CHANNEL_SESSION_CACHE_SECONDS (at most CHANNEL_SESSION_CACHE_SIZE of them): a ch
 session is written when its socket connects, before daphne passes on any of its frames,
 and when it disconnects, after its last; every frame between reads it. So a frame costs
 no round trip for its session, and channels' question after every load (does it exist?)
-is answered by the load: found, or, on a connect, missing. A session deleted or flushed elsewhere (a new password) is seen here
+is answered by the load: found, or, on a connect, missing. The empty session channels then
+creates is written by the save after the consumer, with what the consumer put in it: a connect
+costs one write, not two. A session deleted or flushed elsewhere (a new password) is seen here
 when the entry expires; the socket itself is closed at once (channels_example.accounts).
 """
 import threading
@@ -116,6 +118,10 @@ class SessionStore(SessionBase):
         if self.session_key is None:
             return self.create()
         key = self.session_key
+        if must_create and key == getattr(self, "_missing", None) and not self._get_session(no_load=True):
+            # channels creating a socket's session, empty, before its consumer runs (the load just
+            # found none): the save after the consumer writes it, with what the consumer put in it.
+            return
         session = self._get_session(no_load=must_create)
         stored = _redis_for(key).set(KEY_PREFIX + key, self.encode(session), ex=self.get_expiry_age(), nx=must_create)
         if must_create and not stored:
