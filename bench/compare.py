@@ -1,13 +1,13 @@
 """Run the standard scenarios against each way of serving the chat, and print one table.
 
     .venv/bin/python bench/compare.py [--targets project,peer] [--scenarios S1,cpu,S2,S3,idle]
-                                      [--redis-delay-ms 0.5]
+                                      [--redis-delay-ms 0.5] [--workers 2]
 
 Targets, each started fresh for every scenario on free loopback ports and stopped by PID:
 
     runserver    manage.py runserver: the seed's in-memory layer, daphne and 4 worker threads in one process
     stock        redis-server + daphne 1.4.2 + 1 runworker on asgi_redis's own layer (bench/settings.py)
-    project      redis-server + daphne 1.4.2 + 2 runworkers on the project's layer (scripts/prod), every
+    project      redis-server + daphne 1.4.2 + 2 runworkers (--workers) on the project's layer (scripts/prod), every
                  feature on: history, presence, ordering, accounts, metrics (the rate limit off, below)
     peer         redis-server + Channels 4 + RedisPubSubChannelLayer under uvicorn with 2 worker
                  processes, uvloop and httptools (bench/peer, its own venv): the strongest Channels 4
@@ -73,9 +73,10 @@ def descendants(pid):
 class Target:
     """One way of serving the chat: start() returns (port, daphne-like pid, all server pids)."""
 
-    def __init__(self, name, folder, redis_delay_ms=None, env=None):
+    def __init__(self, name, folder, redis_delay_ms=None, env=None, workers=2):
         self.name, self.folder, self.processes = name, folder, []
         self.redis_delay_ms = redis_delay_ms
+        self.workers = workers  # the project's runworker processes
         self.env = env or {}  # more for the project's processes (runserver, stock, project)
         self.redis_stats = None  # the delay proxy's stats port
         self.measured = []  # the server processes to measure, when not the started ones
@@ -129,10 +130,10 @@ class Target:
                 **({"DJANGO_SETTINGS_MODULE": "bench.settings", "REDIS_LAYER": "stock"} if self.name == "stock" else {}))
             subprocess.run([sys.executable, os.path.join(ROOT, "manage.py"), "migrate", "-v", "0"], env=env, check=True)
             front = self._add(topology.web(port, env, extra_args=["-v", "0"]))
-            for number in range(1 if self.name == "stock" else 2):
+            for number in range(1 if self.name == "stock" else self.workers):
                 self._add(topology.worker(env, "worker-%d" % number, extra_args=["-v", "0"]))
             if self.name != "stock":
-                self._wait_for_heartbeats(env["REDIS_URL"], 2)
+                self._wait_for_heartbeats(env["REDIS_URL"], self.workers)
         servers = [process.pid for process in self.processes if process.name != "redis-delay"]
         return port, [front.pid], servers
 
@@ -176,9 +177,9 @@ def _is_python(pid):
         return False
 
 
-def run_scenario(target_name, scenario, folder, redis_delay_ms=None):
+def run_scenario(target_name, scenario, folder, redis_delay_ms=None, workers=2):
     target = Target(target_name, tempfile.mkdtemp(prefix="%s-%s-" % (target_name, scenario), dir=folder),
-                    redis_delay_ms)
+                    redis_delay_ms, workers=workers)
     try:
         port, fronts, pids = target.start()
         report_path = os.path.join(folder, "%s-%s.json" % (target_name, scenario))
@@ -264,6 +265,7 @@ def main():
     parser.add_argument("--scenarios", default="S1,cpu,S2,S3,idle")
     parser.add_argument("--redis-delay-ms", type=float, default=None,
                         help="reach Redis through bench/redis_delay.py, this much added each way")
+    parser.add_argument("--workers", type=int, default=2, help="the project's runworker processes (default 2)")
     parser.add_argument("--out", default=None, help="folder for the JSON reports (default: a new temporary one)")
     options = parser.parse_args()
     folder = options.out or tempfile.mkdtemp(prefix="chatbench-compare-")
@@ -273,7 +275,7 @@ def main():
     found = {}
     for target in targets:
         for scenario in scenarios:
-            report = run_scenario(target, scenario, folder, options.redis_delay_ms)
+            report = run_scenario(target, scenario, folder, options.redis_delay_ms, options.workers)
             found[target, scenario] = figures(scenario, report)
             print("%-11s %-4s %s" % (target, scenario, summary(scenario, found[target, scenario])), file=sys.stderr,
                   flush=True)
