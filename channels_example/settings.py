@@ -110,8 +110,8 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or "sqlite:///" + os.environ.get("SQLITE_PATH", os.path.join(BASE_DIR, "db.sqlite3")),
-        # A worker stores a message every few milliseconds: opening the connection (and
-        # setting SQLite up, apps.py) on every message would cost more than storing it.
+        # Workers store messages several times a second: opening the connection (and
+        # setting SQLite up, apps.py) each time would cost more than storing them.
         conn_max_age=600,
     ),
 }
@@ -170,10 +170,14 @@ SCRIPTED_DELIVERY = os.environ.get("SCRIPTED_DELIVERY", "1") != "0"
 # and delivers disconnects held behind a lost frame.
 DAPHNE_HEARTBEAT_TTL = 5
 SWEEP_INTERVAL = 1
-# Every daphne sends chat.store every STORE_INTERVAL seconds: a worker then stores the chat
-# messages waiting on chat.history, in batches (docs/history.md). One consumer call per
-# message stored them one transaction each (measured: 1.005 messages per call at 200 a second).
+# Every daphne sends chat.store every STORE_INTERVAL seconds (at most: an idle daphne's reader
+# waits up to 1 s): a worker then stores the chat messages waiting on chat.history, in batches
+# (docs/history.md). One consumer call per message stored them one transaction each (measured:
+# 1.005 messages per call at 200 a second). Each worker sends it too, every
+# STORE_WORKER_INTERVAL: storing goes on while no daphne runs (a restart, a deploy), before
+# what waits on chat.history expires (CHANNEL_MESSAGE_EXPIRY).
 STORE_INTERVAL = 0.2
+STORE_WORKER_INTERVAL = 1
 
 # Bounds against hostile clients, enforced in daphne before anything reaches Redis
 # (channels_example/interface/bounds.py; docs/security.md).
@@ -248,6 +252,7 @@ CHAT_TRANSPORT = {
     "gate_streams": ["history", "presence"],
     "gap_seconds": ORDERING_GAP_SECONDS,
     "timers": {"chat.sweep": SWEEP_INTERVAL, "chat.store": STORE_INTERVAL},
+    "worker_timers": {"chat.store": STORE_WORKER_INTERVAL},
     # Each frame carries the time daphne received it: the latency figure of /metrics.
     "frame_timestamps": True,
     "expiry": CHANNEL_MESSAGE_EXPIRY,

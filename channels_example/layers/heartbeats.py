@@ -21,11 +21,15 @@ log = logging.getLogger(__name__)
 
 class Heartbeats:
     def _worker_alive(self):
-        """A worker's heartbeat, once a second from its receive loop (which runs at least that often)."""
+        """A worker's heartbeat, once a second from its receive loop (which runs at least that often),
+        and its timers (``worker_timers``)."""
         now = time.monotonic()
         if now - self._worker_heartbeat_at >= 1:
             self._worker_heartbeat_at = now
             self._beat(self.worker_name, registry="workers")
+        if self.worker_timers:
+            self._unless_full("the timed channels of " + self.worker_name,
+                              lambda: self.tick(self.worker_name, self.worker_timers))
 
     def _keep_alive(self, process):
         now = time.monotonic()
@@ -35,15 +39,19 @@ class Heartbeats:
         self.tick(process)
 
     def _beat(self, process, registry="processes"):
-        """``heartbeat``, except that a full Redis (maxmemory, noeviction) costs this beat only:
-        the process goes on taking messages, which is what frees the memory. Left to raise, the
+        self._unless_full("the heartbeat of " + process, lambda: self.heartbeat(process, registry))
+
+    @staticmethod
+    def _unless_full(what, write):
+        """``write()``, except that a full Redis (maxmemory, noeviction) costs this write only: the
+        process goes on taking messages, which is what frees the memory. Left to raise, the
         refused write ended the worker's receive loop, and runworker with it."""
         try:
-            self.heartbeat(process, registry)
+            write()
         except redis.exceptions.ResponseError as error:
             if "OOM command not allowed" not in str(error):  # a pipeline's error names its command first
                 raise
-            log.error("cannot write the heartbeat of %s: Redis is full: %s", process, error)
+            log.error("cannot write %s: Redis is full: %s", what, error)
 
     def heartbeat(self, process, registry="processes"):
         """Mark a daphne process (or a worker) alive for heartbeat_ttl seconds (each does it every second)."""
