@@ -621,9 +621,9 @@ def format_report(report):
     lines.append("          connect time p50 %s ms, p99 %s ms, max %s ms; %d took 1 s or more" % (
         _ms(c["time_ms"], "p50"), _ms(c["time_ms"], "p99"), _ms(c["time_ms"], "max"), c["over_1s"]))
     if c.get("cpu_s"):
-        lines.append("          CPU while connecting: server %s%% of a core (%s), tool %.0f%%, other %.0f%%" % (
+        lines.append("          CPU while connecting: server %s%% of a core (%s), tool %s%%, other %s%%" % (
             _num(c.get("server_cpu_percent")), ", ".join("pid %s %.2f s" % item for item in c["cpu_s"].items()),
-            c["tool_cpu_percent"], c["other_cpu_percent"]))
+            _num(c.get("tool_cpu_percent")), _num(c.get("other_cpu_percent"))))
     if c["listen_overflows"]:
         lines.append("          the machine's listen queues overflowed %d times (SYNs dropped, retried after 1 s):"
                      " the server's listen backlog is too short for --connect-concurrency" % c["listen_overflows"])

@@ -5,7 +5,7 @@
    message cost before history), ``Room.publish`` (number it, keep it in the
    recent list, send it to the Group and to chat.history), ``history.store`` (the
    database write, on a worker but off the delivery path: one message per transaction,
-   and 100, as a worker stores them when they wait), a presence join plus leave,
+   and 100, as the timed store takes them), a presence join plus leave,
    and the daphne-side gate per frame.
 2. End to end on the production topology (redis-server + daphne + 2 runworkers), on
    each database: one client sends a burst, another member receives it; the burst's

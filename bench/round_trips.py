@@ -1,7 +1,7 @@
-"""How many Redis round trips one chat message costs, and in which process.
+"""How many Redis round trips one chat message (and one connect) costs, and in which process.
 
     .venv/bin/python bench/round_trips.py [--target project] [--messages 200] [--members 10]
-                                          [--env SCRIPTED_DELIVERY=0]
+                                          [--connects 100] [--env SCRIPTED_DELIVERY=0]
 
 Starts the target as bench/compare.py does, with Redis behind bench/redis_delay.py (no
 delay unless ``--delay-ms``), which counts round trips by the client's port; the ports
@@ -10,6 +10,8 @@ then sits idle for ``--idle`` seconds (heartbeats, sweeps and figures run all th
 their rate is measured), and then one client sends ``--messages`` messages one at a time,
 each sent once the previous one reached every member. A process's round trips per
 message are those it made while the messages went, less its idle rate over that time.
+With ``--connects``, ``--connects`` more clients then join the room one at a time, each once
+the previous one has its history, and are counted the same way per connect.
 """
 import argparse
 import asyncio
@@ -123,8 +125,9 @@ def main():
             port, options.members, options.messages, options.connects, options.idle, target.redis_stats, servers))
     finally:
         target.stop()
-    print("%s%s: Redis round trips per chat message to a room of %d (%d messages, one at a time)" % (
-        options.target, "".join(" " + pair for pair in options.env), options.members, options.messages))
+    print("%s%s: Redis round trips per chat message to a room of %d (%d messages, one at a time)%s" % (
+        options.target, "".join(" " + pair for pair in options.env), options.members, options.messages,
+        ", and per connect (%d, one at a time)" % options.connects if options.connects else ""))
     columns = [("per message", per_message)] + ([("per connect", per_connect)] if options.connects else [])
     columns.append(("idle, per second", idle_rate))
     print("\n| process | %s |\n|%s" % (" | ".join(title for title, _ in columns), "---|" * (len(columns) + 1)))

@@ -1,5 +1,5 @@
 """The chat app's configuration: Django 2.2's security backports and daphne's bounds installed,
-sockets closed on logout, SQLite tuned for workers that store a message each."""
+sockets closed on logout, SQLite tuned for workers that store messages several times a second."""
 from django.apps import AppConfig
 from django.db.backends.signals import connection_created
 

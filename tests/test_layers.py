@@ -136,10 +136,10 @@ def test_worker_takes_one_message_at_a_time_in_order(redis_layer):
 
 
 def test_workers_take_channels_in_worker_priority_order(redis_layer):
-    redis_layer.send("chat.history", {"n": "store"})
+    redis_layer.send("chat.store", {"n": "store"})
     redis_layer.send("websocket.receive", {"reply_channel": "daphne.response.A!1", "order": 1, "n": "chat"})
     redis_layer.send("websocket.connect", {"reply_channel": "daphne.response.A!2", "n": "join"})
-    taken = [redis_layer.receive(["chat.history", "websocket.receive", "websocket.connect"])[1]["n"] for _ in range(3)]
+    taken = [redis_layer.receive(["chat.store", "websocket.receive", "websocket.connect"])[1]["n"] for _ in range(3)]
     assert taken == ["join", "chat", "store"]
 
 

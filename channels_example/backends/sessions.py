@@ -99,7 +99,7 @@ class SessionStore(SessionBase):
 
     def exists(self, session_key):
         """Asked by channels right after loading a socket's session (on its connect, it finds none):
-        the load's answer stands, and ``save(must_create=True)``'s SET NX is the check that counts."""
+        the load's answer stands."""
         if session_key == getattr(self, "_missing", None):
             return False
         return _read.get(session_key) is not None or bool(_redis_for(session_key).exists(KEY_PREFIX + session_key))
@@ -121,6 +121,9 @@ class SessionStore(SessionBase):
         if must_create and key == getattr(self, "_missing", None) and not self._get_session(no_load=True):
             # channels creating a socket's session, empty, before its consumer runs (the load just
             # found none): the save after the consumer writes it, with what the consumer put in it.
+            # This gives up channels' guard against two consumers creating one socket's session at
+            # once (the second would be retried): on a connect the only other one is a disconnect
+            # racing it, and that finds no room in the session either way.
             return
         session = self._get_session(no_load=must_create)
         stored = _redis_for(key).set(KEY_PREFIX + key, self.encode(session), ex=self.get_expiry_age(), nx=must_create)

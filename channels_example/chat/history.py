@@ -47,7 +47,7 @@ STREAM = "history"
 STORE_CHANNEL = "chat.history"
 # Messages stored in one transaction, and batches stored per chat.store (store_messages): the
 # rest waits for the next one. 10 batches every STORE_INTERVAL (0.2 s) is 5,000 messages a
-# second for each daphne sending chat.store, more than a deployment of one daphne delivers.
+# second for each busy daphne sending chat.store (an idle one sends it about once a second).
 STORE_BATCH = 100
 STORE_BATCHES = 10
 

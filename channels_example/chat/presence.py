@@ -18,7 +18,7 @@ What is promised (the argument is in docs/history.md):
 
 The members of a room live in Redis on the room's shard (a hash: reply channel ->
 handle, and a counter numbering its changes), and each daphne's sockets in an index
-on the daphne's shard; under runserver, one process, they live in memory and nothing
+beside them, on the room's shard; under runserver, one process, they live in memory and nothing
 needs sweeping.
 
 Functions here take a ``Room`` (channels_example.chat.rooms), which names the room's keys.
