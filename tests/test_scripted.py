@@ -130,7 +130,7 @@ def test_a_member_whose_channel_is_full_is_dropped_counted_and_logged(scripted, 
     for socket in (SENDER, MEMBER):
         layer.group_add(ROOM.group_name, socket)
     layer.send(MEMBER, {"text": "fills the channel"})
-    for logger in ("channels_example.chat.scripted", "channels_example.layers.redis"):
+    for logger in ("channels_example.chat.scripted", "channels_example.layers.groups"):
         logging.getLogger(logger).addHandler(caplog.handler)
     chat("nobody hears this", 1)
     assert layer.dropped_total() == 2  # one message for the daphne, naming both
