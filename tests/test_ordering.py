@@ -99,13 +99,15 @@ def test_a_frame_completing_after_its_turn_was_skipped_is_delivered_not_lost(seq
 
 
 def test_a_disconnect_held_behind_a_lost_frame_is_delivered_by_the_sweep_once_the_gap_is_stale(sequencer, settings):
-    settings.ORDERING_GAP_SECONDS = 0.05
+    # Long enough that a loaded machine's pause between these steps stays inside it (at 50 ms,
+    # one CI run saw the gap go stale before the final frame was parked).
+    settings.ORDERING_GAP_SECONDS = 0.5
     sequencer.complete("socket!a", 2, frame(2))
     sequencer.complete("socket!a", 3, frame(3), final=True)  # its worker returns at once
     assert texts(sequencer) == []
     ordering.sweep()
     assert texts(sequencer) == [], "swept before the gap was stale"
-    time.sleep(0.1)  # the gap is a span of time: nothing to wait on but the clock
+    time.sleep(0.6)  # the gap is a span of time: nothing to wait on but the clock
     ordering.sweep()
     assert texts(sequencer) == [2, 3]
     assert sequencer.next_order("socket!a") == 4 and sequencer.closing_due() == []
