@@ -22,7 +22,7 @@ another worker; ``@in_order`` delivers each socket's messages in the order sent
 session and ordering state on its room's Redis server, so that losing one of several
 servers stops only the rooms that lived on it.
 
-Two consumers run on timed channels every daphne sends: ``store_messages`` saves the
+Two consumers run on timed channels every daphne sends (and, for the store, each worker): ``store_messages`` saves the
 chat messages delivered since its last run to the database, off the path that delivers
 them; ``sweep`` removes the sockets of dead daphnes and delivers disconnects held behind
 a lost frame.

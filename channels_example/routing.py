@@ -5,8 +5,9 @@ of the study note's test page, /channels_example/, is the note's echo
 (channels_example/echo.py): its three routes match on the message's ``path`` and come
 first, because the first route that matches a message handles it. Every other path is
 a chat room. The last two channels are the project's own, timed channels every daphne
-sends: storing the chat messages waiting on chat.history (settings.STORE_INTERVAL), and
-the sweep (settings.SWEEP_INTERVAL; docs/history.md).
+(and, for the store, each worker) sends: storing the chat messages waiting on
+chat.history (settings.STORE_INTERVAL), and the sweep (settings.SWEEP_INTERVAL;
+docs/history.md).
 """
 from channels.routing import route
 

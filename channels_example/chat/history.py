@@ -16,7 +16,7 @@ What is promised (the argument is in docs/history.md):
 * Every message is stored in the database (channels_example.models.Message), off the
   delivery path: ``queue_for_storing`` only sends it to the ``chat.history`` channel, and
   the ``store_messages`` consumer, on the timed channel ``chat.store`` every daphne sends
-  each STORE_INTERVAL, stores what waits there in batches (``batches_to_store``).
+  each STORE_INTERVAL (and each worker each STORE_WORKER_INTERVAL), stores what waits there in batches (``batches_to_store``).
   ``store`` keeps HISTORY_RETENTION messages per room.
 
 Numbering and the recent list live in Redis on the room's server (one Lua step per
