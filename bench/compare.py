@@ -132,6 +132,7 @@ class Target:
             front = self._add(topology.web(port, env, extra_args=["-v", "0"]))
             for number in range(1 if self.name == "stock" else self.workers):
                 self._add(topology.worker(env, "worker-%d" % number, extra_args=["-v", "0"]))
+            self._add(topology.clock(env))
             if self.name != "stock":
                 self._wait_for_heartbeats(env["REDIS_URL"], self.workers)
         servers = [process.pid for process in self.processes if process.name != "redis-delay"]

@@ -102,11 +102,12 @@ def end_to_end(env, count, runs, folder):
     daphne = topology.web(port, env, log_path=os.path.join(folder, "daphne.log"), extra_args=["-v", "0"]).start()
     workers = [topology.worker(env, log_path=os.path.join(folder, "worker-%d.log" % number)).start()
                for number in range(2)]
+    clock = topology.clock(env, log_path=os.path.join(folder, "clock.log")).start()
     try:
         # A second after each burst for the workers to store it: storing is part of the cost.
         return bursts("http://127.0.0.1:%d" % port, count, runs, [worker.pid for worker in workers], settle=1)
     finally:
-        for process in workers + [daphne]:
+        for process in workers + [daphne, clock]:
             process.stop()
 
 

@@ -168,6 +168,7 @@ def end_to_end(ordered, count, runs, folder):
                    env=env, check=True)
     processes = [topology.web(daphne_port, env, log_path=os.path.join(folder, "daphne.log"), extra_args=["-v", "0"]).start()]
     workers = [topology.worker(env, log_path=os.path.join(folder, "w%d.log" % n)).start() for n in range(2)]
+    processes.append(topology.clock(env, log_path=os.path.join(folder, "clock.log")).start())
     try:
         return bursts("http://127.0.0.1:%d" % daphne_port, count, runs, [worker.pid for worker in workers])
     finally:

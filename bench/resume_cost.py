@@ -65,6 +65,7 @@ def main():
     subprocess.run([sys.executable, os.path.join(ROOT, "manage.py"), "migrate", "-v", "0"], env=env, check=True)
     started.append(topology.web(port, env, log_path=os.path.join(folder, "daphne.log"), extra_args=["-v", "0"]).start())
     started += [topology.worker(env, log_path=os.path.join(folder, "w%d.log" % n)).start() for n in range(2)]
+    started.append(topology.clock(env, log_path=os.path.join(folder, "clock.log")).start())
     client = redis.StrictRedis(port=redis_port)
     try:
         print("| messages | from | time to the history frame (median of %d) | frame size |" % options.runs)

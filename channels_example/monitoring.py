@@ -13,6 +13,7 @@ process that answers. docs/operations.md says what each means and what to alert 
     channel_layer_queue_length{channel} gauge: messages waiting on each channel, all shards
     channel_layer_dropped_total         counter: Group sends dropped for a full channel
     chat_workers, chat_daphnes          gauge: processes alive by heartbeat
+    chat_clock_seconds                  gauge: seconds since a clock last ticked (absent: never)
 
 No room names as labels: their number has no bound. /metrics and /status answer loopback
 clients, and elsewhere only with METRICS_TOKEN ("Authorization: Bearer <token>"); /status
@@ -49,11 +50,22 @@ def healthz(request):
         body["database"] = "ok"
     except Exception as error:  # any failure of the database is the answer
         body["database"] = "%s: %s" % (type(error).__name__, error)
+    body["clock"] = clock_state(metrics.read_clock())
     healthy = body["database"] == "ok" and (not isinstance(body["redis"], dict)
                                             or all(result == "ok" for result in body["redis"].values()))
     if not healthy:
         body["status"] = "unhealthy"
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+def clock_state(seconds):
+    """What /healthz and /status say of the clock. A silent clock stops storing and sweeping, not the chat:
+    /healthz stays 200 (a load balancer must not take daphnes out for it) and says so."""
+    if seconds is None:
+        return "no clock has ticked yet: run manage.py runclock (the Procfile's clock)"
+    if seconds > settings.CLOCK_SILENT_SECONDS:
+        return "no clock has ticked for %.0f s: history is not being stored; run manage.py runclock" % seconds
+    return "ok"
 
 
 def allowed(request, staff=False):
@@ -114,6 +126,9 @@ class Figures:
                                   value=figures["dropped"])
         yield GaugeMetricFamily("chat_workers", "Workers alive by heartbeat", value=figures["workers"])
         yield GaugeMetricFamily("chat_daphnes", "daphne processes alive by heartbeat", value=figures["daphnes"])
+        if figures["clock_seconds"] is not None:
+            yield GaugeMetricFamily("chat_clock_seconds", "Seconds since a clock last ticked",
+                                    value=figures["clock_seconds"])
 
 
 def status(request):
@@ -134,5 +149,6 @@ def status_json(request):
         "connections": figures["connections"], "rooms": len(figures["rooms"]), "busiest": busiest,
         "messages": figures["messages"], "samples": figures["samples"], "queues": figures["queues"],
         "dropped": figures["dropped"], "workers": figures["workers"], "daphnes": figures["daphnes"],
-        "errors": figures["errors"], "closes": figures["closes"],
+        "errors": figures["errors"], "closes": figures["closes"], "clock_seconds": figures["clock_seconds"],
+        "clock": clock_state(figures["clock_seconds"]),
     })

@@ -45,6 +45,9 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = [host for host in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if host]
 
 INSTALLED_APPS = [
+    # First: its runserver (channels_example/management/commands) runs the chat's clock beside
+    # channels' daphne and worker threads, and the first app that has a command wins.
+    "channels_example.apps.ChatConfig",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -52,7 +55,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
-    "channels_example.apps.ChatConfig",
 ]
 
 MIDDLEWARE = [
@@ -165,19 +167,19 @@ ORDERING_LEASE_SECONDS = 2
 # as a sharded layer must (for measuring what it saves: docs/performance.md).
 SCRIPTED_DELIVERY = os.environ.get("SCRIPTED_DELIVERY", "1") != "0"
 # A daphne process refreshes its heartbeat in Redis every second; one silent for
-# DAPHNE_HEARTBEAT_TTL seconds is taken for dead. Every daphne sends chat.sweep every
-# SWEEP_INTERVAL seconds: a worker then removes dead daphnes' sockets from their rooms,
-# and delivers disconnects held behind a lost frame.
+# DAPHNE_HEARTBEAT_TTL seconds is taken for dead. The clock (manage.py runclock, the
+# Procfile's clock line; a thread of runserver) sends chat.sweep every SWEEP_INTERVAL
+# seconds: a worker then removes dead daphnes' sockets from their rooms, and delivers
+# disconnects held behind a lost frame.
 DAPHNE_HEARTBEAT_TTL = 5
 SWEEP_INTERVAL = 1
-# Every daphne sends chat.store every STORE_INTERVAL seconds (at most: an idle daphne's reader
-# waits up to 1 s): a worker then stores the chat messages waiting on chat.history, in batches
-# (docs/history.md). One consumer call per message stored them one transaction each (measured:
-# 1.005 messages per call at 200 a second). Each worker sends it too, every
-# STORE_WORKER_INTERVAL: storing goes on while no daphne runs (a restart, a deploy), before
-# what waits on chat.history expires (CHANNEL_MESSAGE_EXPIRY).
+# The clock sends chat.store every STORE_INTERVAL seconds: a worker then stores the chat
+# messages waiting on chat.history, in batches (docs/history.md). One consumer call per
+# message stored them one transaction each (measured: 1.005 messages per call at 200 a second).
 STORE_INTERVAL = 0.2
-STORE_WORKER_INTERVAL = 1
+# /healthz and /status say so when no clock has ticked for this long (channels_example.clock):
+# five sweeps missed.
+CLOCK_SILENT_SECONDS = 5
 
 # Bounds against hostile clients, enforced in daphne before anything reaches Redis
 # (channels_example/interface/bounds.py; docs/security.md).
@@ -251,8 +253,6 @@ CHAT_TRANSPORT = {
     # The numbered streams of a room: its chat messages and its presence events.
     "gate_streams": ["history", "presence"],
     "gap_seconds": ORDERING_GAP_SECONDS,
-    "timers": {"chat.sweep": SWEEP_INTERVAL, "chat.store": STORE_INTERVAL},
-    "worker_timers": {"chat.store": STORE_WORKER_INTERVAL},
     # Each frame carries the time daphne received it: the latency figure of /metrics.
     "frame_timestamps": True,
     "expiry": CHANNEL_MESSAGE_EXPIRY,

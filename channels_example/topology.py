@@ -1,7 +1,7 @@
 """The production topology on one machine, started process by process: for the tests and the benchmark.
 
-The processes are the Procfile's, ``web`` (daphne) and ``worker`` (runworker), the 1.x
-convention that Heroku, honcho and foreman run; ``scripts/prod`` runs it with honcho.
+The processes are the Procfile's, ``web`` (daphne), ``worker`` (runworker) and ``clock``
+(runclock), the 1.x convention that Heroku, honcho and foreman run; ``scripts/prod`` runs it with honcho.
 The tests and the benchmark need each process's PID (to kill one, to read its CPU), so
 they start the same lines one by one through ``Process``, with the environment
 ``production_env`` gives them, and redis-server with scripts/redis.conf: what is
@@ -100,6 +100,11 @@ def web(port, env, log_path=None, extra_args=()):
 def worker(env, name="runworker", log_path=None, extra_args=()):
     """One of the Procfile's runworker processes."""
     return Process(name, _argv("worker", extra_args), env=env, log_path=log_path)
+
+
+def clock(env, log_path=None):
+    """The Procfile's clock."""
+    return Process("runclock", _argv("clock", ()), env=env, log_path=log_path)
 
 
 def _argv(name, extra_args):

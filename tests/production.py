@@ -22,7 +22,7 @@ SECRET_KEY = "end-to-end-tests-only"
 class Stack:
     def __init__(self, folder):
         self.folder = folder
-        self.redis, self.daphnes, self.workers = [], [], []
+        self.redis, self.daphnes, self.workers, self.clocks = [], [], [], []
         self.env = None
 
     def start(self, workers=2, daphnes=1, shards=1, database_url=None, daphne_args=(), sentinel=False, **env):
@@ -51,7 +51,24 @@ class Stack:
                                             "daphne-%d" % number))
         for _ in range(workers):
             self.add_worker()
+        self.clocks.append(self._start(topology.clock(self.env), "clock"))
+        self.wait_for_workers()
         return self
+
+    def layer(self):
+        """A layer of our own on the stack's Redis, as its processes have theirs."""
+        if getattr(self, "sentinels", None):
+            return RedisSentinelChannelLayer(hosts=[("127.0.0.1", sentinel.port) for sentinel in self.sentinels],
+                                             services=list(self.services))
+        return RedisChannelLayer(hosts=self.redis_url.split(","))
+
+    def wait_for_workers(self, timeout=30):
+        """Until every worker takes messages (its heartbeat, written from its receive loop): a test's
+        first request then meets a worker, not a queue."""
+        layer, deadline = self.layer(), time.monotonic() + timeout
+        while len(layer.alive("workers")) < len(self.workers):
+            assert time.monotonic() < deadline, "workers alive: %s of %d" % (layer.alive("workers"), len(self.workers))
+            time.sleep(0.05)  # a worker beats once a second from its loop: nothing to await from here
 
     def _start_sentinels(self):
         """A replica of each shard's master and three sentinels; the environment that names them."""
@@ -110,10 +127,11 @@ class Stack:
         return self.daphnes[0].port
 
     def processes(self):
-        return self.redis + getattr(self, "replicas", []) + getattr(self, "sentinels", []) + self.daphnes + self.workers
+        return (self.redis + getattr(self, "replicas", []) + getattr(self, "sentinels", []) + self.daphnes
+                + self.workers + self.clocks)
 
     def logs(self, processes=None):
-        return "\n".join(process.read_log() for process in (processes or self.workers + self.daphnes))
+        return "\n".join(process.read_log() for process in (processes or self.workers + self.daphnes + self.clocks))
 
     def stored_seqs(self, room):
         """The seqs of ``room``'s messages in the stack's database, oldest first."""
@@ -134,10 +152,7 @@ class Stack:
 
     def dropped(self):
         """Group-send drops counted by the layers of every process, on every shard."""
-        if getattr(self, "sentinels", None):
-            return RedisSentinelChannelLayer(hosts=[("127.0.0.1", sentinel.port) for sentinel in self.sentinels],
-                                             services=list(self.services)).dropped_total()
-        return RedisChannelLayer(hosts=self.redis_url.split(",")).dropped_total()
+        return self.layer().dropped_total()
 
     def stop(self):
         for process in reversed(self.processes()):

@@ -94,15 +94,6 @@ def test_an_over_long_frame_reaches_the_worker_as_its_length_only(layer):
     assert "text" not in frame and frame[OVERSIZED] == len(body)
 
 
-def test_each_timed_channel_is_sent_from_daphne_when_due(layer):
-    layer.capacity = 100
-    layer.timers = {"chat.sweep": 60}
-    layer.tick("daphne.response.A!")
-    layer.tick("daphne.response.A!")
-    assert layer.receive(["chat.sweep"]) == ("chat.sweep", {"from": "daphne.response.A!"})
-    assert layer.receive(["chat.sweep"]) == (None, None)
-
-
 def test_group_message_is_written_once_per_daphne_and_reaches_each_member(redis_layer):
     for member in ("daphne.response.A!1", "daphne.response.A!2", "daphne.response.A!3", "daphne.response.B!1"):
         redis_layer.group_add("chat-lobby", member)

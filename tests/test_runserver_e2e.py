@@ -1,5 +1,7 @@
 """End to end: the real `manage.py runserver` (in-memory layer) and real WebSocket clients."""
 import json
+import sqlite3
+import time
 
 import pytest
 from django.conf import settings
@@ -132,3 +134,23 @@ def test_a_megabyte_frame_is_closed_with_1009_before_daphne_holds_it(runserver):
     code, message = run(main())
     assert code == 1009 and settings.WEBSOCKET_MAX_PAYLOAD < 1024 * 1024
     assert message["message"] == "still here"
+
+
+def test_the_clock_thread_of_runserver_stores_what_the_room_hears(runserver, sqlite_env):
+    async def main():
+        async with join(runserver.port, "kept") as ws:
+            await joined(ws)
+            await ws.send("remember me")
+            await messages(ws, 1)
+
+    run(main())
+    deadline = time.monotonic() + 10
+    while stored_messages(sqlite_env["SQLITE_PATH"], "kept") != ["remember me"]:
+        assert time.monotonic() < deadline, "not stored by the clock's chat.store"
+        time.sleep(0.05)  # the database has no event to await: poll it
+
+
+def stored_messages(path, room):
+    with sqlite3.connect(path, timeout=20) as connection:
+        return [text for text, in connection.execute(
+            "SELECT message FROM channels_example_message WHERE room = ? ORDER BY seq", (room,))]

@@ -114,12 +114,15 @@ class PerDeployment:
     def __init__(self, local, redis):
         self.local, self.redis = local, redis
         self._chosen = None
+        self._choosing = threading.Lock()  # runserver's threads share one store, made once
         PerDeployment._all.append(self)
 
     def __call__(self):
         if self._chosen is None:
-            shards = of_deployment()
-            self._chosen = self.redis(shards) if shards is not None else self.local()
+            with self._choosing:
+                if self._chosen is None:
+                    shards = of_deployment()
+                    self._chosen = self.redis(shards) if shards is not None else self.local()
         return self._chosen
 
     @classmethod

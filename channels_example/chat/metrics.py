@@ -12,7 +12,8 @@ where possible:
 * daphne's open sockets, closes by code and the error frames daphne sends itself
   (rate_limited): kept in daphne and written once a second (channels_example.interface);
 * messages per second over the last ten minutes: a sample a second, taken by whichever
-  worker handles that second's chat.sweep.
+  worker handles that second's chat.sweep;
+* when a clock (channels_example.clock) last ticked, written by the clock once a second.
 
 Under runserver, one process, they live in its memory.
 """
@@ -26,6 +27,7 @@ from channels_example.backends.shards import PerDeployment
 PREFIX = "channels_example:metrics:"
 MESSAGES, LATENCY, LATENCY_SUM, ROOMS = PREFIX + "messages", PREFIX + "latency", PREFIX + "latency-sum", PREFIX + "rooms"
 ERRORS, CLOSES, CONNECTIONS, SAMPLES = PREFIX + "errors", PREFIX + "closes", PREFIX + "connections", PREFIX + "samples"
+CLOCK = PREFIX + "clock"  # when a clock (any) last ticked
 SAMPLE_LOCK = PREFIX + "sampled"
 # Seconds from daphne receiving a frame to the room's fan-out (upper bounds of the buckets).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -47,6 +49,17 @@ def report_daphne(daphne, connections, counts):
     counters().report(daphne, connections, counts)
 
 
+def clock_ticked(clock):
+    """From each clock (channels_example.clock), once a second: it is ticking."""
+    counters().clock(clock, time.time())
+
+
+def read_clock():
+    """Seconds since a clock last ticked, or None when none has."""
+    last_tick = counters().last_tick()
+    return None if last_tick is None else round(max(0.0, time.time() - last_tick), 1)
+
+
 def sample():
     """Keep the messages counted so far, once a second (any number of workers may call this)."""
     counters().sample()
@@ -56,6 +69,7 @@ def read():
     """Every figure of the deployment now (see channels_example.monitoring for their meaning)."""
     layer = channel_layers[DEFAULT_CHANNEL_LAYER]
     figures = counters().read()
+    figures["clock_seconds"] = read_clock()
     if "heartbeats" in layer.extensions:
         daphnes, workers = layer.alive(), layer.alive("workers")
         figures["connections"] = {name: count for name, count in figures["connections"].items() if name in daphnes}
@@ -78,7 +92,7 @@ class LocalCounters:
         self._lock = threading.Lock()
         self._counts = {ERRORS: {}, CLOSES: {}, LATENCY: {}}
         self._totals = {MESSAGES: 0, LATENCY_SUM: 0.0}
-        self._rooms, self._connections, self._samples = set(), {}, []
+        self._rooms, self._connections, self._samples, self._clock = set(), {}, [], None
 
     def add(self, key, counts):
         with self._lock:
@@ -103,6 +117,10 @@ class LocalCounters:
         with self._lock:
             self._connections[daphne] = connections
 
+    def clock(self, clock, now):
+        with self._lock:
+            self._clock = now
+
     def sample(self):
         with self._lock:
             now = int(time.time())
@@ -116,6 +134,10 @@ class LocalCounters:
                     "latency_sum": self._totals[LATENCY_SUM], "rooms": sorted(self._rooms),
                     "errors": dict(self._counts[ERRORS]), "closes": dict(self._counts[CLOSES]),
                     "connections": dict(self._connections), "samples": list(self._samples)}
+
+    def last_tick(self):
+        with self._lock:
+            return self._clock
 
 
 class RedisCounters:
@@ -137,6 +159,9 @@ class RedisCounters:
             for label, count in labels.items():
                 pipe.hincrby(key, label, count)
         pipe.execute()
+
+    def clock(self, clock, now):
+        self.shards.client(CLOCK).set(CLOCK, now)
 
     def sample(self):
         client = self.shards.client(SAMPLES)
@@ -166,6 +191,10 @@ class RedisCounters:
         samples = self.shards.client(SAMPLES).lrange(SAMPLES, 0, -1)
         figures["samples"] = [tuple(int(part) for part in item.split()) for item in reversed(samples)]
         return figures
+
+    def last_tick(self):
+        last_tick = self.shards.client(CLOCK).get(CLOCK)
+        return None if last_tick is None else float(last_tick)
 
     def _messages(self):
         layer = self.shards.layer

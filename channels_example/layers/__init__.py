@@ -7,7 +7,6 @@ needs from an application reaches it through the layer's CONFIG in CHANNEL_LAYER
     socket_backlog, socket_progress   per-socket backpressure (explicit.py)
     max_frame_length                  frames too long for a worker (explicit.py)
     gate_streams, gap_seconds         the join gate (gate.py, reorder.py)
-    timers, worker_timers             timed channels sent by each daphne, each worker (explicit.py)
     worker_priority, heartbeat_ttl    the Redis layer (redis.py)
 
 plus every option of the stock layer underneath (asgi_redis's, asgiref's). Both layers

@@ -17,11 +17,7 @@
    ``max_frame_length`` characters (or bytes) reaches the workers as its length only,
    under OVERSIZED, so the application can tell the sender, and Redis never holds it.
 4. **The join gate** (channels_example.layers.gate) for the streams in ``gate_streams``.
-5. **Timed channels.** ``timers`` maps a channel to an interval in seconds: each daphne
-   process sends ``{"from": <its process channel>}`` to it that often (a periodic sweep,
-   with nothing to run but daphne and the workers). ``worker_timers`` does the same from
-   each worker of the Redis layer, for a job that must go on while no daphne runs.
-6. **Frame timestamps.** With ``frame_timestamps``, each ``websocket.receive`` message
+5. **Frame timestamps.** With ``frame_timestamps``, each ``websocket.receive`` message
    carries ``received_at``, the time (``time.time()``) daphne handed it to the layer, so a
    worker can measure how long a frame took to reach where it is handled.
 """
@@ -48,7 +44,7 @@ class ExplicitDelivery:
     """Mixed into a stock layer (asgi_redis's, asgiref's in-memory) before it in the bases."""
 
     def __init__(self, socket_backlog=None, socket_progress=None, max_frame_length=None, gate_streams=(),
-                 gap_seconds=1.0, timers=None, worker_timers=None, frame_timestamps=False, **config):
+                 gap_seconds=1.0, frame_timestamps=False, **config):
         super().__init__(**config)
         if socket_backlog is not None and socket_progress is None:
             raise ValueError("socket_backlog needs socket_progress: the dotted path of a function "
@@ -56,16 +52,12 @@ class ExplicitDelivery:
         self.socket_backlog = socket_backlog
         self.max_frame_length = max_frame_length
         self.frame_timestamps = frame_timestamps
-        self.timers = dict(timers or {})
-        self.worker_timers = dict(worker_timers or {})
         self.gate = JoinGate(gate_streams, gap_seconds=gap_seconds, closed_seconds=self.expiry)
         self.dropped = 0
         self.pending_disconnects = collections.deque()
         self._progress_path = socket_progress
         self._progress = None
         self._handled = {}
-        self._timer_due = {}
-        self._timers_full = set()
 
     def send(self, channel, message):
         if channel == "websocket.receive":
@@ -151,22 +143,3 @@ class ExplicitDelivery:
 
     def count_drop(self, channel, count=1):
         self.dropped += count
-
-    def tick(self, process, timers=None):
-        """In daphne (``timers``) or a worker (``worker_timers``), at least once a second: send each
-        timed channel its message when due. A full channel is logged once until a send succeeds."""
-        now = time.monotonic()
-        for channel, interval in (self.timers if timers is None else timers).items():
-            if now < self._timer_due.get(channel, 0):
-                continue
-            self._timer_due[channel] = now + interval
-            try:
-                self.send_timer(channel, {"from": process})
-                self._timers_full.discard(channel)
-            except self.ChannelFull:
-                if channel not in self._timers_full:
-                    self._timers_full.add(channel)
-                    log.warning("cannot send %s: the channel is full (are the workers running?)", channel)
-
-    def send_timer(self, channel, message):
-        super().send(channel, message)

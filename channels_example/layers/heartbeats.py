@@ -1,7 +1,7 @@
 """Heartbeats of daphne processes and workers, in Redis, and the layer's figures for monitoring.
 
 Mixed into the Redis layers (channels_example.layers.redis), which give it ``key``,
-``shard``, ``heartbeat_ttl`` and ``tick``:
+``shard`` and ``heartbeat_ttl``:
 
 * each daphne marks its process channel alive once a second, from its reader thread, for
   ``heartbeat_ttl`` seconds; ``dead_processes`` names those whose heartbeat stopped, until
@@ -21,22 +21,17 @@ log = logging.getLogger(__name__)
 
 class Heartbeats:
     def _worker_alive(self):
-        """A worker's heartbeat, once a second from its receive loop (which runs at least that often),
-        and its timers (``worker_timers``)."""
+        """A worker's heartbeat, once a second from its receive loop (which runs at least that often)."""
         now = time.monotonic()
         if now - self._worker_heartbeat_at >= 1:
             self._worker_heartbeat_at = now
             self._beat(self.worker_name, registry="workers")
-        if self.worker_timers:
-            self._unless_full("the timed channels of " + self.worker_name,
-                              lambda: self.tick(self.worker_name, self.worker_timers))
 
     def _keep_alive(self, process):
         now = time.monotonic()
         if now - self._heartbeat_at >= 1:
             self._heartbeat_at = now
             self._beat(process)
-        self.tick(process)
 
     def _beat(self, process, registry="processes"):
         self._unless_full("the heartbeat of " + process, lambda: self.heartbeat(process, registry))

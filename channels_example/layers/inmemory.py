@@ -1,9 +1,7 @@
 """asgiref's in-memory layer (the seed's, runserver's), with drops, floods and joins made explicit.
 
 runserver is one process: its daphne and its worker threads share this layer, so no
-daphne can die without its workers, and there are no heartbeats to keep. The timed
-channels are sent from daphne's reads of its process channel, which it polls every
-50 ms when idle.
+daphne can die without its workers, and there are no heartbeats to keep.
 """
 import collections
 import threading
@@ -34,7 +32,6 @@ class InMemoryChannelLayer(ExplicitDelivery, ChannelLayer):
         # gated; workers receive on the others.
         if len(channels) == 1 and channels[0].endswith("!"):
             with self._ready_lock:
-                self.tick(channels[0])
                 self._ready.extend(self.gate.overdue())
                 while not self._ready:
                     channel, message = super().receive(channels, block)

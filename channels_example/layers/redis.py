@@ -179,9 +179,6 @@ class FastRedisLayer(Groups, AnyShard, LuaSends, Outbox, Heartbeats, ExplicitDel
         except redis.exceptions.ConnectionError as error:  # counted here, not there
             log.warning("cannot count a drop on %s's shard: %s", channel, error)
 
-    def send_timer(self, channel, message):
-        self._send_somewhere(channel, message)
-
     def dropped_total(self):
         """Messages dropped by every process using these Redis servers, since the counters began."""
         return sum(int(self.connection(index).get(self.key("dropped")) or 0) for index in range(self.ring_size))
@@ -322,7 +319,7 @@ class FastRedisLayer(Groups, AnyShard, LuaSends, Outbox, Heartbeats, ExplicitDel
     def receive_batch(self, channels):
         """Up to BATCH (channel, message) pairs from a daphne's process channel, waiting up to a second if there are none.
 
-        daphne calls it on a thread, so it also keeps the process's heartbeat and its timers.
+        daphne calls it on a thread, so it also keeps the process's heartbeat.
         """
         process = channels[0]
         if self.ring_size > 1:
