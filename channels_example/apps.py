@@ -3,14 +3,15 @@ sockets closed on logout, SQLite tuned for workers that store messages several t
 from django.apps import AppConfig
 from django.db.backends.signals import connection_created
 
-from channels_example import backports, interface
+from channels_example import backports
 
 
 class ChatConfig(AppConfig):
     name = "channels_example"
 
     def ready(self):
-        from channels_example import accounts  # it uses the auth models, which load with the apps
+        # These use the models, which load with the apps.
+        from channels_example import accounts, interface
 
         backports.install()
         interface.install()

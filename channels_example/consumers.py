@@ -106,7 +106,7 @@ def ws_message(message):
         message.reply_channel.send(invalid.frame())
         return
     chat_message = protocol.chat_message(room.name, speaker, args[0])
-    if "received_at" in message.content:  # daphne's layer stamps frames (frame_timestamps)
+    if "received_at" in message.content:  # daphne stamps each frame (channels_example.interface.frames)
         chat_message["received_at"] = message.content["received_at"]
     # A muted sender is told so (muted, with the seconds left) when its message is delivered.
     room.send(chat_message, sender=message.reply_channel.name)

@@ -247,14 +247,9 @@ CHANNEL_LAYER_KEYS = [key for key in os.environ.get("CHANNEL_LAYER_KEYS", "").sp
 
 # What the project's layers need from the chat (channels_example/layers/__init__.py).
 CHAT_TRANSPORT = {
-    "socket_backlog": SOCKET_BACKLOG,
-    "socket_progress": "channels_example.chat.ordering.next_order",
-    "max_frame_length": MAX_FRAME_LENGTH,
     # The numbered streams of a room: its chat messages and its presence events.
     "gate_streams": ["history", "presence"],
     "gap_seconds": ORDERING_GAP_SECONDS,
-    # Each frame carries the time daphne received it: the latency figure of /metrics.
-    "frame_timestamps": True,
     "expiry": CHANNEL_MESSAGE_EXPIRY,
     # Members whose daphne died without a disconnect leave after this at the latest.
     "group_expiry": WEBSOCKET_LIFETIME,
@@ -262,8 +257,6 @@ CHAT_TRANSPORT = {
 # The Redis layer's CONFIG, but for its hosts (REDIS_HOSTS).
 REDIS_TRANSPORT = dict(
     CHAT_TRANSPORT,
-    # With several shards, a socket's frames go to its room's shard, where its state is.
-    frame_shard_key="channels_example.chat.rooms.shard_key_of_path",
     # Capacity counts messages waiting in one channel, not a rate; asgi_redis's default of
     # 100 drops ordinary bursts.
     capacity=1000,

@@ -158,9 +158,9 @@ def close_code_differences(rows):
     known = close_codes()
     problems, seen = [], set()
     for code, who in rows:
-        if code in seen:
-            problems.append("close code %s is in the table twice" % code)
-        seen.add(code)
+        if (code, who) in seen:
+            problems.append("close code %s is in the table twice for %s" % (code, who))
+        seen.add((code, who))
         if who not in known:
             problems.append("close code %s: %r is not a sender (%s)" % (code, who, ", ".join(known)))
         elif not code.isdigit() or int(code) not in known[who]:

@@ -15,6 +15,7 @@ The facts come from the code's source (tests/docfacts.py). The second half of th
 feeds the checks wrong tables and examples, to show that each can fail.
 """
 import json
+import re
 
 import pytest
 
@@ -52,7 +53,10 @@ def error_code_rows(markdown):
 
 
 def close_code_rows(markdown):
-    return [(row[0], row[1].strip("`")) for row in docfacts.table(markdown, "close-codes")]
+    """``(code, who)`` for each sender a row names: "`channels_example`, `daphne`" (or, in Chinese,
+    "`channels_example`、`daphne`") is two senders of one code."""
+    return [(row[0], who.strip().strip("`")) for row in docfacts.table(markdown, "close-codes")
+            for who in re.split("[,、]", row[1])]
 
 
 def environment_rows(markdown):
@@ -175,14 +179,22 @@ def test_a_code_twice_in_a_table_is_reported():
 
 def test_a_close_code_table_with_a_code_missing_a_wrong_sender_or_an_invented_code_is_reported():
     rows = [("4400", "channels_example"), ("1008", "channels_example"), ("1013", "channels_example"),
-            ("1000", "daphne"), ("1009", "autobahn"), ("4999", "autobahn"), ("1006", "—"), ("1007", "nginx")]
+            ("1009", "channels_example"), ("1000", "daphne"), ("1009", "autobahn"), ("4999", "autobahn"),
+            ("1006", "—"), ("1007", "nginx"), ("1008", "channels_example")]
     assert docfacts.close_code_differences(rows) == [
-        "close code 1013: channels_example sends no such code",
+        "close code 1009: channels_example sends no such code",
         "close code 4999: autobahn sends no such code",
         "close code 1007: 'nginx' is not a sender (channels_example, daphne, autobahn, —)",
+        "close code 1008 is in the table twice for channels_example",
         "close code 4401 (channels_example) is not in the table",
         "close code 1013 (daphne) is not in the table",
     ]
+
+
+def test_a_close_code_row_may_name_two_senders_in_either_language():
+    table = "<!-- drift: close-codes -->\n| code | who | meaning |\n|---|---|---|\n%s\n<!-- /drift -->\n"
+    for row in ("| 1013 | `channels_example`, `daphne` | ... |", "| 1013 | `channels_example`、`daphne` | ... |"):
+        assert close_code_rows(table % row) == [("1013", "channels_example"), ("1013", "daphne")]
 
 
 def test_an_environment_table_with_a_wrong_variable_is_reported():

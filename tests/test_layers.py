@@ -1,21 +1,19 @@
-"""The project's channel layers: drops are visible, a flooding socket alone is refused, joins are gated."""
+"""The project's channel layers: drops are visible, a refused frame's socket is disconnected, joins are gated."""
 import logging
 import time
 
 import pytest
 from django.conf import settings as django_settings
 
-from channels_example.chat import ordering
 from channels_example.layers import InMemoryChannelLayer, RedisChannelLayer, gate
-from channels_example.layers.explicit import OVERSIZED
 
 STREAM, OTHER = django_settings.CHAT_TRANSPORT["gate_streams"]
 
 
 @pytest.fixture(params=["memory", "redis"])
 def layer(request, settings):
-    """Each project layer with a capacity of 1 for every channel and a backlog of 10 frames per socket."""
-    config = dict(settings.CHAT_TRANSPORT, capacity=1, socket_backlog=10)
+    """Each project layer with a capacity of 1 for every channel."""
+    config = dict(settings.CHAT_TRANSPORT, capacity=1)
     if request.param == "redis":
         return request.getfixturevalue("as_default_layer")(
             RedisChannelLayer(hosts=[request.getfixturevalue("redis_url")], **config))
@@ -43,30 +41,6 @@ def test_group_send_to_a_full_channel_is_logged_and_counted(layer, logged):
     assert layer.receive(["daphne.response.free!"])[1] == {"text": "hello"}
 
 
-def flood(layer, socket, orders):
-    """Send ``socket``'s frames with these orders, as daphne would; the last must be refused."""
-    frame = {"reply_channel": socket, "path": "/", "text": "x"}
-    layer.capacity = 100
-    for order in orders[:-1]:
-        layer.send("websocket.receive", dict(frame, order=order))
-    with pytest.raises(layer.ChannelFull):
-        layer.send("websocket.receive", dict(frame, order=orders[-1]))
-
-
-def test_a_socket_with_socket_backlog_frames_unhandled_is_refused(layer):
-    flood(layer, "daphne.response.x!flood", list(range(1, 12)))
-    # Another socket still gets through: the shared queue is not full.
-    layer.send("websocket.receive", {"reply_channel": "daphne.response.x!calm", "path": "/", "text": "x", "order": 1})
-
-
-def test_a_refused_socket_is_disconnected_for_daphne_which_mutes_it(layer):
-    # daphne sends no websocket.disconnect for a socket it closed with 1013; the layer does.
-    flood(layer, "daphne.response.x!flood", list(range(1, 12)))
-    channel, disconnect = layer.receive(["websocket.disconnect"])
-    assert channel == "websocket.disconnect"
-    assert (disconnect["reply_channel"], disconnect["code"], disconnect["order"]) == ("daphne.response.x!flood", 1013, 11)
-
-
 def test_a_frame_refused_by_a_full_shared_queue_disconnects_its_socket_for_daphne(layer):
     # websocket.receive holds one frame here (capacity 1): the next socket's frame is refused,
     # daphne closes that socket with 1013 and mutes it, and the layer sends its disconnect.
@@ -78,20 +52,6 @@ def test_a_frame_refused_by_a_full_shared_queue_disconnects_its_socket_for_daphn
     channel, disconnect = layer.receive(["websocket.disconnect"])
     assert (channel, disconnect["reply_channel"], disconnect["code"], disconnect["order"], disconnect["path"]) == (
         "websocket.disconnect", "daphne.response.x!next", 1013, 4, "/b/")
-
-
-def test_the_backlog_counts_only_frames_not_yet_handled(layer):
-    ordering.sequencer().complete("daphne.response.x!busy", 1, [])
-    ordering.sequencer().complete("daphne.response.x!busy", 2, [])
-    flood(layer, "daphne.response.x!busy", list(range(3, 14)))
-
-
-def test_an_over_long_frame_reaches_the_worker_as_its_length_only(layer):
-    body = "x" * (django_settings.MAX_FRAME_LENGTH + 1)
-    layer.capacity = 100
-    layer.send("websocket.receive", {"reply_channel": "daphne.response.x!big", "path": "/", "order": 1, "text": body})
-    _, frame = layer.receive(["websocket.receive"])
-    assert "text" not in frame and frame[OVERSIZED] == len(body)
 
 
 def test_group_message_is_written_once_per_daphne_and_reaches_each_member(redis_layer):
@@ -319,17 +279,11 @@ def test_daphnes_connects_are_written_by_the_outbox_and_refused_later_when_they_
         redis_layer.send("websocket.connect", dict(connect, reply_channel="daphne.response.x!fourth"))
 
 
-def _no_shard_key(path):
-    raise ValueError("the application's placement failed on %r" % path)
-
-
-def test_a_failing_frame_shard_key_sends_the_frame_to_any_shard_rather_than_stopping_daphne(redis_url, settings,
-                                                                                          logged):
-    # frame_shard runs on the outbox's thread: an exception there would end daphne's writes.
-    layer = RedisChannelLayer(**dict(settings.REDIS_TRANSPORT, hosts=[redis_url, redis_url],
-                                     frame_shard_key="tests.test_layers._no_shard_key"))
-    assert layer.frame_shard({"path": "/lobby/"}) is None
-    assert "frame_shard_key failed on path '/lobby/'" in logged.text
+def test_a_sockets_messages_go_to_the_shard_of_their_shard_key(redis_url, settings):
+    layer = RedisChannelLayer(**dict(settings.REDIS_TRANSPORT, hosts=[redis_url, redis_url + "1"]))
+    for key in ("chat-lobby", "chat-other"):
+        assert layer.frame_shard({"path": "/x/", "shard_key": key}) == layer.consistent_hash(key)
+    assert layer.frame_shard({"path": "/x/"}) is None  # no key: any shard
 
 
 def test_a_script_sends_with_the_layers_lua_functions_as_the_layer_itself_would(redis_layer):

@@ -80,7 +80,8 @@ def in_order(consumer):
 
 
 def next_order(socket, path=""):
-    """The order of the socket's next frame not yet delivered (the layer's ``socket_progress``)."""
+    """The order of the socket's next frame not yet delivered (daphne asks it as a socket nears
+    SOCKET_BACKLOG: channels_example.interface.frames)."""
     with rooms.socket_keys_with_path(path):
         return sequencer().next_order(socket)
 

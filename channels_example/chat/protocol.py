@@ -49,8 +49,6 @@ from urllib.parse import parse_qs
 
 from django.conf import settings
 
-from channels_example.layers.explicit import OVERSIZED
-
 # Private-use WebSocket close code: the connection was refused, do not retry as is.
 CLOSE_REFUSED = 4400
 
@@ -81,13 +79,9 @@ def parse_frame(content):
 
     Raises ProtocolError for a binary frame, a JSON object without a string "message"
     or with a "handle", an empty or over-long message, text no database takes, or a
-    malformed action.
+    malformed action. (A frame over MAX_FRAME_LENGTH never gets here: daphne answers it,
+    channels_example.interface.frames.)
     """
-    if OVERSIZED in content:
-        raise ProtocolError(
-            "message_too_long",
-            "a frame has at most %d characters, this one had %d" % (settings.MAX_FRAME_LENGTH, content[OVERSIZED]),
-        )
     if content.get("text") is None:
         raise ProtocolError("binary_frame", "send chat messages as text frames; binary frames are not accepted")
     text = content["text"]

@@ -188,7 +188,8 @@ def socket_keys_with_path(path):
 
 
 def shard_key_of_path(path):
-    """The shard key of the room a WebSocket path names, or None (the layer's ``frame_shard_key``)."""
+    """The shard key of the room a WebSocket path names, or None (daphne puts it in each of the socket's
+    messages: channels_example.interface.frames)."""
     try:
         return Room.from_path(path).shard_key
     except InvalidRoom:

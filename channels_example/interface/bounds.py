@@ -16,6 +16,8 @@ those where it costs least, before anything reaches Redis, and refuse with a rea
   closed with 1008; what daphne then has for it is dropped, not buffered. daphne also
   no longer counts its own sends as signs of life, so a socket that never answers is
   pinged out even in a busy room.
+* **Frame length and backlog** (frames.py): a frame too long for a worker is answered at once
+  with an error frame; a socket with SOCKET_BACKLOG frames not yet handled is closed with 1013.
 * **Rate**: each socket's frames pass a token bucket (CHAT_RATE_LIMIT); a frame over it
   gets a ``rate_limited`` error frame with ``retry_after`` and goes nowhere, and a
   socket that sends a whole burst more while refused is closed with 1008.
@@ -41,7 +43,7 @@ from twisted.web import http
 from zope.interface import implementer
 
 from channels_example.chat import protocol
-from channels_example.interface import health
+from channels_example.interface import frames, health
 from channels_example.interface.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -157,6 +159,7 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
     client_counted = None
     unsent = None
     bucket = None
+    over_backlog = False
 
     def onConnect(self, request):
         host = self._client_host()
@@ -171,6 +174,9 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         if settings.CHAT_RATE_LIMIT is not None:
             self.bucket = TokenBucket(*settings.CHAT_RATE_LIMIT)
         self.refused_in_a_row = 0
+        self.handled = 1  # the order of this socket's next frame not yet handled, as last asked
+        self.channel_layer = frames.SocketSends(self.main_factory.channel_layer,
+                                                self.unquote(request.path.encode("ascii")))
         return super().onConnect(request)
 
     def onOpen(self):
@@ -181,12 +187,33 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         self.transport.registerProducer(self.unsent, True)
 
     def onMessage(self, payload, isBinary):
-        if not self.muted and self.bucket is not None:
+        if self.over_backlog:  # closing: nothing more goes to the workers
+            return
+        if self.muted:
+            return super().onMessage(payload, isBinary)
+        if self.bucket is not None:
             retry_after = self.bucket.take()
             if retry_after:
                 return self._refuse_over_rate(retry_after)
             self.refused_in_a_row = 0
+        refused = frames.too_long(payload, isBinary)
+        if refused is not None:
+            self.main_factory.figures.errors["message_too_long"] += 1
+            return self.sendMessage(refused["text"].encode("utf-8"))
+        order = self.packets_received + 1
+        if order - self.handled >= settings.SOCKET_BACKLOG:
+            self.handled = frames.handled_upto(self.reply_channel, self.unquote(self.path), self.handled)
+            if order - self.handled >= settings.SOCKET_BACKLOG:
+                return self._close_over_backlog()
         super().onMessage(payload, isBinary)
+
+    def _close_over_backlog(self):
+        """Close with 1013, "try again later": this socket's frames wait for the workers, not everyone's.
+        Later frames go nowhere; daphne's onClose sends the disconnect, after the last frame sent."""
+        log.warning("closing %s from %s with 1013: %d frames waiting to be handled (SOCKET_BACKLOG)",
+                    self.reply_channel, self._client_host(), settings.SOCKET_BACKLOG)
+        self.over_backlog = True
+        self.close_with(1013, "too many messages waiting for the server: slow down")
 
     def _refuse_over_rate(self, retry_after):
         self.refused_in_a_row += 1

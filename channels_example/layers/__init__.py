@@ -4,8 +4,6 @@ This package knows nothing of the chat. It imports only the standard library, re
 asgiref, asgi_redis and Twisted (tests/test_architecture.py holds it to that); what it
 needs from an application reaches it through the layer's CONFIG in CHANNEL_LAYERS:
 
-    socket_backlog, socket_progress   per-socket backpressure (explicit.py)
-    max_frame_length                  frames too long for a worker (explicit.py)
     gate_streams, gap_seconds         the join gate (gate.py, reorder.py)
     worker_priority, heartbeat_ttl    the Redis layer (redis.py)
 

@@ -5,11 +5,11 @@ Mixed into the Redis layers (channels_example.layers.redis): daphne's ``send`` o
 waits on Redis for an incoming frame; this thread writes what is queued, up to
 OUTBOX_BATCH per round trip per shard.
 
-With several shards, a frame goes to any shard that is up, unless the configuration
-names ``frame_shard_key``: the dotted path of a function ``(path) -> a key or None``.
-A frame whose path gives a key goes to that key's shard and waits there, held while it
-is down, as every frame does when no shard is up: the application keeps a socket's
-state on that shard, and a worker that took the frame elsewhere could not reach it.
+With several shards, a frame goes to any shard that is up, unless it carries ``shard_key``
+(the application puts it in each message of a socket: channels_example/interface/frames.py).
+Then it goes to that key's shard and waits there, held while it is down, as every frame
+does when no shard is up: the application keeps the socket's state on that shard, and a
+worker that took the frame elsewhere could not reach it.
 
 daphne's ``websocket.connect`` goes through the outbox too, once the server has set
 ``connect_refused`` (channels_example.interface.bounds does): daphne then answers 503
@@ -25,8 +25,6 @@ import uuid
 
 import redis
 
-from channels_example.layers.explicit import imported
-
 log = logging.getLogger(__name__)
 
 
@@ -36,10 +34,9 @@ class Outbox:
     OUTBOX_BATCH = 500
     _held = 0
 
-    def __init__(self, outbox_hold_seconds=10, outbox_limit=20000, frame_shard_key=None, **config):
+    def __init__(self, outbox_hold_seconds=10, outbox_limit=20000, **config):
         super().__init__(**config)
         self.outbox_hold_seconds, self.outbox_limit = outbox_hold_seconds, outbox_limit
-        self._shard_key_path, self._shard_key_of = frame_shard_key, None
 
     # Set by the server: called, on the outbox's thread, with the reply channel of a
     # websocket.connect that was queued and then could not be written.
@@ -60,17 +57,11 @@ class Outbox:
         self.connect_refused(message["reply_channel"])
 
     def frame_shard(self, message):
-        """The shard a frame must go to (``frame_shard_key``), or None for any."""
-        if self._shard_key_path is None or self.ring_size == 1:
+        """The shard a socket's message must go to (its ``shard_key``'s), or None for any."""
+        key = message.get("shard_key")
+        if key is None or self.ring_size == 1:
             return None
-        if self._shard_key_of is None:
-            self._shard_key_of = imported(self._shard_key_path)
-        try:
-            key = self._shard_key_of(message.get("path", ""))
-        except Exception:  # the application's function must not stop daphne's writes: any shard then
-            log.exception("frame_shard_key failed on path %r", message.get("path"))
-            return None
-        return None if key is None else self.consistent_hash(key)
+        return self.consistent_hash(key)
 
     def _write_outbox(self):
         """On a thread in daphne: write queued frames, up to OUTBOX_BATCH per round trip per shard.

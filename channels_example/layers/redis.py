@@ -126,10 +126,9 @@ class FastRedisLayer(Groups, AnyShard, LuaSends, Outbox, Heartbeats, ExplicitDel
             if self._outbox.qsize() + self._held >= self.outbox_limit:
                 log.error("refusing a frame from %s: %d frames wait for Redis already", message["reply_channel"],
                           self.outbox_limit)
-                self.disconnect_refused(message["reply_channel"], message["order"], message.get("path", ""))
+                self.disconnect_refused(message)
                 raise self.ChannelFull()
-            self.check_backlog(message["reply_channel"], message["order"], message.get("path", ""))
-            self._outbox.put((channel, self.frame_for_workers(message)))
+            self._outbox.put((channel, message))
             return
         if channel == "websocket.connect" and self._outbox is not None and self.connect_refused is not None:
             return self.queue_connect(message)
@@ -140,7 +139,7 @@ class FastRedisLayer(Groups, AnyShard, LuaSends, Outbox, Heartbeats, ExplicitDel
             placed = self.frame_shard(message) if channel in ("websocket.connect", "websocket.disconnect") else None
             if placed is None:
                 self._send_somewhere(channel, message)
-            else:  # to the shard with the socket's state (frame_shard_key), as its frames
+            else:  # to the shard with the socket's state (its shard_key), as its frames
                 if placed in self.__dict__.get("_shards_down", ()):  # daphne's reader there says so
                     raise redis.exceptions.ConnectionError("Redis shard %d is down" % placed)
                 if channel == "websocket.disconnect":
@@ -152,8 +151,7 @@ class FastRedisLayer(Groups, AnyShard, LuaSends, Outbox, Heartbeats, ExplicitDel
             log.error("cannot send on %s: Redis is %s: %s", channel,
                       "down" if isinstance(error, redis.exceptions.ConnectionError) else "full", error)
             if channel == "websocket.receive":
-                self.pending_disconnects.append(
-                    {"reply_channel": message["reply_channel"], "path": "", "code": 1013, "order": message["order"]})
+                self.disconnect_refused(message, now=False)
             elif channel == "websocket.disconnect" and not self._flushing:
                 self.pending_disconnects.append(message)
                 return
