@@ -133,19 +133,18 @@ class Target:
             for number in range(1 if self.name == "stock" else self.workers):
                 self._add(topology.worker(env, "worker-%d" % number, extra_args=["-v", "0"]))
             self._add(topology.clock(env))
-            if self.name != "stock":
-                self._wait_for_heartbeats(env["REDIS_URL"], self.workers)
+            self._wait_for_heartbeats(env["REDIS_URL"], 1 if self.name == "stock" else self.workers)
         servers = [process.pid for process in self.processes if process.name != "redis-delay"]
         return port, [front.pid], servers
 
     @staticmethod
     def _wait_for_heartbeats(redis_url, count, timeout=60):
-        """Until ``count`` workers consume (their heartbeats, channels_example/layers/heartbeats.py):
+        """Until ``count`` workers are ready (their heartbeats, channels_example/chat/processes.py):
         daphne listens long before the workers have loaded Django, and a scenario started then
         would time the workers' start-up (S3's connecting, above all) rather than the chat."""
         client = redis.StrictRedis.from_url(redis_url)
         deadline = time.monotonic() + timeout
-        while sum(client.exists("asgi::heartbeat:" + name.decode()) for name in client.zrange("asgi::workers", 0, -1)) < count:
+        while client.zcard("channels_example:workers") < count:
             if time.monotonic() > deadline:
                 raise RuntimeError("fewer than %d workers consumed within %d s" % (count, timeout))
             time.sleep(0.1)

@@ -1,5 +1,7 @@
 """The chat app's configuration: Django 2.2's security backports and daphne's bounds installed,
-sockets closed on logout, SQLite tuned for workers that store messages several times a second."""
+sockets closed on logout, each runworker's heartbeat started, SQLite tuned for workers that store
+messages several times a second."""
+from channels.signals import worker_process_ready
 from django.apps import AppConfig
 from django.db.backends.signals import connection_created
 
@@ -12,10 +14,12 @@ class ChatConfig(AppConfig):
     def ready(self):
         # These use the models, which load with the apps.
         from channels_example import accounts, interface
+        from channels_example.chat import processes
 
         backports.install()
         interface.install()
         accounts.connect_signals()
+        worker_process_ready.connect(processes.start_worker_heartbeat)
         connection_created.connect(tune_sqlite)
 
 

@@ -277,7 +277,6 @@ REDIS_TRANSPORT = dict(
     # storing it, which is off the delivery path.
     worker_priority=["websocket.connect", "http.request", "websocket.receive", "websocket.disconnect",
                      "chat.sweep", "chat.store"],
-    heartbeat_ttl=DAPHNE_HEARTBEAT_TTL,
     # While no shard can take them (Redis down, a Sentinel failover under way) daphne holds
     # its sockets' frames this long, longer than a failover, and at most as many as
     # websocket.receive holds; past that it refuses the next frame (1013).

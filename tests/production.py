@@ -13,6 +13,7 @@ import psycopg2
 import redis
 
 from channels_example import topology
+from channels_example.chat import processes
 from channels_example.layers import RedisChannelLayer, RedisSentinelChannelLayer
 from tests.servers import LOAD, Process, free_port, manage
 
@@ -63,12 +64,14 @@ class Stack:
         return RedisChannelLayer(hosts=self.redis_url.split(","))
 
     def wait_for_workers(self, timeout=30):
-        """Until every worker takes messages (its heartbeat, written from its receive loop): a test's
-        first request then meets a worker, not a queue."""
+        """Until every worker is ready (its heartbeat, channels_example.chat.processes, starts when channels
+        says so): a test's first request then meets a worker, not a queue."""
         layer, deadline = self.layer(), time.monotonic() + timeout
-        while len(layer.alive("workers")) < len(self.workers):
-            assert time.monotonic() < deadline, "workers alive: %s of %d" % (layer.alive("workers"), len(self.workers))
-            time.sleep(0.05)  # a worker beats once a second from its loop: nothing to await from here
+        registry = layer.connection(layer.consistent_hash(processes.WORKERS))
+        while registry.zcard(processes.WORKERS) < len(self.workers):
+            assert time.monotonic() < deadline, "workers ready: %d of %d" % (registry.zcard(processes.WORKERS),
+                                                                              len(self.workers))
+            time.sleep(0.05)  # in another process: nothing to await from here
 
     def _start_sentinels(self):
         """A replica of each shard's master and three sentinels; the environment that names them."""

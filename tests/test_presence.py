@@ -6,6 +6,7 @@ import pytest
 
 from channels_example.chat import presence, protocol, rooms
 from channels_example.chat.identity import Speaker
+from channels_example.chat.processes import DAPHNES, WORKERS, processes
 from channels_example.chat.rooms import Room
 
 LOBBY, KITCHEN = Room("lobby"), Room("kitchen")
@@ -68,19 +69,23 @@ def test_welcome_and_event_frames(members):
     assert (json.loads(left["text"])["event"], json.loads(left["text"])["signed_in"]) == ("leave", True)
 
 
+def beat(daphne):
+    processes().beat(DAPHNES, daphne)
+
+
 def sweep_until_gone(layer, socket, group, alive):
     """Sweep as the workers do on chat.sweep, keeping ``alive``'s heartbeat, until ``socket`` left ``group``."""
     started = time.monotonic()
     while socket in layer.group_channels(group):
         assert time.monotonic() - started < presence.ghost_seconds(), "the dead daphne's socket is still present"
-        layer.heartbeat(alive)
+        beat(alive)
         rooms.sweep()
         time.sleep(0.05)  # sweeps come once a SWEEP_INTERVAL: the clock is the event
 
 
 @pytest.mark.django_db
 def test_a_dead_daphnes_sockets_leave_their_rooms_within_the_ghost_time(redis_layer, settings):
-    redis_layer.heartbeat_ttl = settings.DAPHNE_HEARTBEAT_TTL = 1
+    settings.DAPHNE_HEARTBEAT_TTL = 1
     settings.SWEEP_INTERVAL = 0.5
     alive, dead = "daphne.response.alive!ann", "daphne.response.dead!bob"
     for socket, handle in ((alive, "ann"), (dead, "bob")):
@@ -90,8 +95,8 @@ def test_a_dead_daphnes_sockets_leave_their_rooms_within_the_ghost_time(redis_la
         LOBBY.group.send(joined)
     # ann's welcome, history, and bob's join.
     assert [redis_layer.receive(["daphne.response.alive!"])[0] for _ in range(3)] == [alive, alive, alive]
-    redis_layer.heartbeat("daphne.response.alive!")
-    redis_layer.heartbeat("daphne.response.dead!")
+    beat("daphne.response.alive!")
+    beat("daphne.response.dead!")
 
     # The first sweep only starts the warm-up; the dead daphne goes once its heartbeat expired.
     assert presence.dead_daphnes() == []
@@ -101,19 +106,17 @@ def test_a_dead_daphnes_sockets_leave_their_rooms_within_the_ghost_time(redis_la
     assert list(redis_layer.group_channels(LOBBY.group_name)) == [alive]
     leave = json.loads(redis_layer.receive(["daphne.response.alive!"])[1]["text"])
     assert (leave["event"], leave["handle"], leave["members"]) == ("leave", "bob", 1)
-    assert redis_layer.dead_processes() == []
+    assert processes().dead_daphnes() == []  # swept, then forgotten
     assert presence.members().join(LOBBY, "daphne.response.alive!cy", "cy", "0 guest:cy")[0] == 2
 
 
 def test_no_one_is_swept_right_after_sweeping_resumes(redis_layer, settings):
-    redis_layer.heartbeat_ttl = settings.DAPHNE_HEARTBEAT_TTL = 1
     settings.SWEEP_INTERVAL = 0.5
     presence.join(LOBBY, "daphne.response.quiet!1", guest("ann"))
     # A registered daphne without a live heartbeat, as after a long Redis outage.
-    redis_layer.heartbeat_ttl = 0.001
-    redis_layer.heartbeat("daphne.response.quiet!")
-    time.sleep(0.01)
-    assert redis_layer.dead_processes() == ["daphne.response.quiet!"]
+    processes().shards.client(DAPHNES).zadd(DAPHNES, **{"daphne.response.quiet!": time.time() - 60})
+    settings.DAPHNE_HEARTBEAT_TTL = 1
+    assert processes().dead_daphnes() == ["daphne.response.quiet!"]
     started = time.monotonic()
     while time.monotonic() - started < settings.DAPHNE_HEARTBEAT_TTL * 0.8:
         assert presence.dead_daphnes() == []
@@ -146,3 +149,21 @@ def test_over_two_shards_a_rooms_keys_live_together_and_events_are_numbered_once
         assert int(home.get(room.key("presence"))) == 3
     finally:
         second.stop()
+
+
+@pytest.mark.usefixtures("redis_layer")
+def test_a_daphne_whose_heartbeat_stopped_is_named_dead_until_forgotten(settings):
+    settings.DAPHNE_HEARTBEAT_TTL = 60
+    processes().shards.client(DAPHNES).zadd(DAPHNES, **{"daphne.response.gone!": time.time() - 61})
+    beat("daphne.response.alive!")
+    assert processes().dead_daphnes() == ["daphne.response.gone!"]
+    assert processes().alive(DAPHNES) == ["daphne.response.alive!"]
+    processes().forget("daphne.response.gone!")
+    assert processes().dead_daphnes() == []
+
+
+@pytest.mark.usefixtures("redis_layer")
+def test_workers_are_counted_while_they_beat():
+    assert processes().alive(WORKERS) == []
+    processes().beat(WORKERS, "vm:123")
+    assert processes().alive(WORKERS) == ["vm:123"]

@@ -23,6 +23,7 @@ import time
 from channels import DEFAULT_CHANNEL_LAYER, channel_layers
 
 from channels_example.backends.shards import PerDeployment
+from channels_example.chat.processes import DAPHNES, WORKERS, processes
 
 PREFIX = "channels_example:metrics:"
 MESSAGES, LATENCY, LATENCY_SUM, ROOMS = PREFIX + "messages", PREFIX + "latency", PREFIX + "latency-sum", PREFIX + "rooms"
@@ -70,18 +71,16 @@ def read():
     layer = channel_layers[DEFAULT_CHANNEL_LAYER]
     figures = counters().read()
     figures["clock_seconds"] = read_clock()
-    if "heartbeats" in layer.extensions:
-        daphnes, workers = layer.alive(), layer.alive("workers")
+    daphnes, workers = processes().alive(DAPHNES), processes().alive(WORKERS)
+    figures["daphnes"], figures["workers"] = len(daphnes), len(workers)
+    if isinstance(counters(), RedisCounters):
         figures["connections"] = {name: count for name, count in figures["connections"].items() if name in daphnes}
-        figures["daphnes"], figures["workers"] = len(daphnes), len(workers)
-        queues = ["websocket.connect", "websocket.receive", "websocket.disconnect", "http.request", "chat.history",
-                  "chat.store", "chat.sweep"] + daphnes
-        figures["queues"] = layer.queue_lengths(queues)
-        figures["dropped"] = layer.dropped_total()
-    else:  # runserver: one daphne and its worker threads, in this process
-        figures["daphnes"] = figures["workers"] = 1
-        figures["queues"] = {}
-        figures["dropped"] = getattr(layer, "dropped", 0)
+    queues = ["websocket.connect", "websocket.receive", "websocket.disconnect", "http.request", "chat.history",
+              "chat.store", "chat.sweep"] + [name for name in daphnes if name.endswith("!")]
+    # The ASGI statistics extension, where the layer has it (asgi_redis's, the project's).
+    figures["queues"] = {channel: layer.channel_statistics(channel)["messages_pending"] for channel in queues} \
+        if "statistics" in layer.extensions else {}
+    figures["dropped"] = layer.dropped_total() if hasattr(layer, "dropped_total") else getattr(layer, "dropped", 0)
     return figures
 
 

@@ -12,9 +12,9 @@ What is promised (the argument is in docs/history.md):
   with a name in use is refused (``handle_in_use``), in the same atomic step.
 * A socket whose daphne process died without sending its disconnect (``kill -9``, a
   lost host) leaves presence, its Group and the room's count within ``ghost_seconds()``:
-  each daphne's layer keeps a heartbeat (the layer's ``heartbeats`` extension) and
-  sends ``chat.sweep`` every SWEEP_INTERVAL; ``dead_daphnes`` finds the daphnes whose
-  heartbeat stopped, and their sockets, for ``rooms.sweep`` to remove.
+  each daphne keeps a heartbeat (channels_example.chat.processes) and the clock sends
+  ``chat.sweep`` every SWEEP_INTERVAL; ``dead_daphnes`` finds the daphnes whose heartbeat
+  stopped, and their sockets, for ``rooms.sweep`` to remove.
 
 The members of a room live in Redis on the room's shard (a hash: reply channel ->
 handle, and a counter numbering its changes), and each daphne's sockets in an index
@@ -26,11 +26,11 @@ Functions here take a ``Room`` (channels_example.chat.rooms), which names the ro
 import logging
 import threading
 
-from channels import DEFAULT_CHANNEL_LAYER, channel_layers
 from django.conf import settings
 
 from channels_example.backends.shards import PerDeployment
 from channels_example.chat import metrics, protocol
+from channels_example.chat.processes import processes
 from channels_example.layers import gate
 
 log = logging.getLogger(__name__)
@@ -97,10 +97,9 @@ def dead_daphnes():
     DAPHNE_HEARTBEAT_TTL, so that the living have time to refresh their heartbeats.
     Call ``forget_daphne`` once its sockets have left their rooms.
     """
-    layer = channel_layers[DEFAULT_CHANNEL_LAYER]
-    if "heartbeats" not in layer.extensions:
-        return []
     index = members()
+    if not isinstance(index, RedisMembers):  # runserver: no daphne dies alone
+        return []
     lock = index.shards.client(SWEEP_LOCK_KEY)
     ttl_ms = int(settings.DAPHNE_HEARTBEAT_TTL * 1000)
     if not lock.set(SWEEP_LOCK_KEY, 1, nx=True, px=max(int(settings.SWEEP_INTERVAL * 1000) - 200, 100)):
@@ -111,11 +110,11 @@ def dead_daphnes():
         return []
     if lock.exists(SWEEP_WARMUP_KEY):
         return []
-    return [(daphne, index.sockets_of(daphne)) for daphne in layer.dead_processes()]
+    return [(daphne, index.sockets_of(daphne)) for daphne in processes().dead_daphnes()]
 
 
 def forget_daphne(daphne, swept):
-    channel_layers[DEFAULT_CHANNEL_LAYER].forget_process(daphne)
+    processes().forget(daphne)
     log.warning("daphne %s stopped without closing its sockets: removed %d of them from presence and their rooms",
                 daphne, swept)
 

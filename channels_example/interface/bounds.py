@@ -42,7 +42,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.web import http
 from zope.interface import implementer
 
-from channels_example.chat import protocol
+from channels_example.chat import processes, protocol
 from channels_example.interface import frames, health
 from channels_example.interface.ratelimit import TokenBucket
 
@@ -63,6 +63,7 @@ class BoundedHTTPFactory(HTTPFactory):
                                            maxMessagePayloadSize=settings.WEBSOCKET_MAX_PAYLOAD, failByDrop=False)
         self.sockets_by_client = {}
         self.figures = health.DaphneFigures(self)
+        processes.start_heartbeat(processes.DAPHNES, self.send_channel)
         if hasattr(self.channel_layer, "connect_refused"):
             # The layer writes connects from a thread: its refusals come back through the reactor.
             self.channel_layer.connect_refused = lambda socket: reactor.callFromThread(self.refuse_connect, socket)

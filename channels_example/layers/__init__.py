@@ -5,7 +5,7 @@ asgiref, asgi_redis and Twisted (tests/test_architecture.py holds it to that); w
 needs from an application reaches it through the layer's CONFIG in CHANNEL_LAYERS:
 
     gate_streams, gap_seconds         the join gate (gate.py, reorder.py)
-    worker_priority, heartbeat_ttl    the Redis layer (redis.py)
+    worker_priority                   the Redis layer (redis.py)
 
 plus every option of the stock layer underneath (asgi_redis's, asgiref's). Both layers
 pass asgiref's own conformance suite (tests/test_layer_conformance.py).

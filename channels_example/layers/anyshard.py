@@ -82,10 +82,6 @@ class AnyShard:
                 threading.Thread(target=self._read_shard, args=(index, [self.prefix + process]),
                                  name="layer-reader-%d" % index, daemon=True).start()
         try:
-            self._keep_alive(process)
-        except redis.exceptions.ConnectionError as error:  # its heartbeat's shard is down: the others are not
-            log.warning("cannot keep %s alive: %s", process, error)
-        try:
             raw = self._arrived.get(timeout=1)
         except queue.Empty:
             return []

@@ -1,7 +1,7 @@
 """asgiref's in-memory layer (the seed's, runserver's), with drops, floods and joins made explicit.
 
 runserver is one process: its daphne and its worker threads share this layer, so no
-daphne can die without its workers, and there are no heartbeats to keep.
+daphne can die without its workers.
 """
 import collections
 import threading

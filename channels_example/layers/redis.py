@@ -23,12 +23,8 @@ differs is how messages are moved, which is where the 1.x stack spent its time:
 * **A daphne reads its process channel on every shard** (anyshard.py), and a Group's
   message goes to it on the Group's shard: a shard that fails silences only the rooms
   whose Groups it held.
-* **Heartbeats** (the ``heartbeats`` extension): each daphne marks its process alive
-  in Redis once a second, for ``heartbeat_ttl`` seconds; ``dead_processes`` names the
-  processes whose heartbeat stopped, so an application can clean up after a daphne
-  that died without sending its sockets' disconnects. Workers keep one too, from their
-  receive loop; ``alive()`` counts both, and ``queue_lengths()`` reads every channel's
-  backlog on every shard, for monitoring.
+* **Statistics** for this message format: ``channel_statistics`` (the ASGI extension) reads
+  a channel's backlog and its oldest message's age on every shard, for monitoring.
 * **A compiled serializer** (ormsgpack) for asgi_redis's msgpack format.
 * **Redis down** is logged once and waited out; runworker, which has no error handling
   of its own, keeps running.
@@ -42,9 +38,7 @@ layer for a list of Redis URLs (several = shards), and ``RedisSentinelChannelLay
 """
 import collections
 import logging
-import os
 import queue
-import socket
 import threading
 import time
 
@@ -57,27 +51,25 @@ from channels_example.layers.explicit import ExplicitDelivery
 from channels_example.layers.gate import GATE
 from channels_example.layers.groups import Groups
 from channels_example.layers.lists import LUA_CHANSEND, LUA_POPBATCH, LUA_POPGET, expired, message_of
-from channels_example.layers.heartbeats import Heartbeats
 from channels_example.layers.outbox import Outbox
 from channels_example.layers.scripted import LuaSends
 
 log = logging.getLogger(__name__)
 
 
-class FastRedisLayer(Groups, AnyShard, LuaSends, Outbox, Heartbeats, ExplicitDelivery):
+class FastRedisLayer(Groups, AnyShard, LuaSends, Outbox, ExplicitDelivery):
     """The changes above, mixed into one of asgi_redis's layers (before it in the bases)."""
 
-    extensions = ["groups", "flush", "twisted", GATE, "heartbeats"]
+    extensions = ["groups", "flush", "statistics", "twisted", GATE]
     TARGETS = "__asgi_targets__"
     # Messages daphne takes from its process channel in one round trip.
     BATCH = 100
     # The longest BLPOP this layer sends (asgi_redis's is 5 s): a socket timeout must exceed it.
     blpop_timeout = 1
 
-    def __init__(self, worker_priority=(), heartbeat_ttl=5, **config):
+    def __init__(self, worker_priority=(), **config):
         super().__init__(**config)
         self.worker_priority = {channel: rank for rank, channel in enumerate(worker_priority)}
-        self.heartbeat_ttl = heartbeat_ttl
         self._popget = self.connection(0).register_script(self.lua_popget)
         self._popbatch = self.connection(0).register_script(self.lua_popbatch)
         # One shard: a worker may block long on it. Several: block briefly on each in turn,
@@ -85,9 +77,6 @@ class FastRedisLayer(Groups, AnyShard, LuaSends, Outbox, Heartbeats, ExplicitDel
         self.blpop_timeout = 1 if self.ring_size == 1 else 0.05
         self._ready = collections.deque()
         self._redis_down = False
-        self._heartbeat_at = 0.0
-        self._worker_heartbeat_at = 0.0
-        self.worker_name = "%s:%d:%s" % (socket.gethostname(), os.getpid(), self.client_prefix)
         # Only in daphne, the one caller of receive_twisted: the thread writing its frames.
         self._outbox = None
 
@@ -181,13 +170,29 @@ class FastRedisLayer(Groups, AnyShard, LuaSends, Outbox, Heartbeats, ExplicitDel
         """Messages dropped by every process using these Redis servers, since the counters began."""
         return sum(int(self.connection(index).get(self.key("dropped")) or 0) for index in range(self.ring_size))
 
+    ### Statistics extension ###
+
+    def channel_statistics(self, channel):
+        """``messages_pending`` and ``messages_max_age`` (seconds) of a channel, over every shard (a
+        process channel may be written on any: anyshard.py). No per-message counters are kept."""
+        pending, oldest = 0, None
+        for index in range(self.ring_size):
+            length, first, now = self.connection(index).pipeline(transaction=False).llen(
+                self.prefix + channel).lindex(self.prefix + channel, 0).time().execute()
+            pending += length
+            if first is not None and b"|" in first:
+                queued = int(first.partition(b"|")[0]) - self.expiry * 1000  # each item holds its expiry
+                oldest = queued if oldest is None else min(oldest, queued)
+                now_ms = now[0] * 1000 + now[1] // 1000
+        return {"messages_pending": pending, "messages_max_age": 0 if oldest is None else (now_ms - oldest) / 1000}
+
     ### Receiving, in a worker ###
 
     def receive(self, channels, block=False):
         """Take one message, from the channels in ``worker_priority`` order."""
         if self._ready:
             return self._ready.popleft()
-        return self._surviving(lambda: self._worker_alive() or self._receive(channels, block), (None, None))
+        return self._surviving(lambda: self._receive(channels, block), (None, None))
 
     def _receive(self, channels, block):
         channels = sorted(channels, key=lambda channel: self.worker_priority.get(channel, len(self.worker_priority)))
@@ -317,14 +322,12 @@ class FastRedisLayer(Groups, AnyShard, LuaSends, Outbox, Heartbeats, ExplicitDel
     def receive_batch(self, channels):
         """Up to BATCH (channel, message) pairs from a daphne's process channel, waiting up to a second if there are none.
 
-        daphne calls it on a thread, so it also keeps the process's heartbeat.
         """
         process = channels[0]
         if self.ring_size > 1:
             raw = self.read_every_shard(process)
         else:
-            raw = self._surviving(lambda: self._keep_alive(process) or self.pop_batch(self.connection(0), [
-                self.prefix + process]), None)
+            raw = self._surviving(lambda: self.pop_batch(self.connection(0), [self.prefix + process]), None)
         if raw is None:
             time.sleep(0.1)  # on the reader's thread: do not spin while Redis is down
             return []

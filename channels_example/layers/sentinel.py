@@ -25,7 +25,7 @@ three of its own:
   shards) then applies, and the next connection goes where the sentinels now say.
 
 Everything that reaches Redis through ``connection(index)`` follows the master: the
-layer's reader in daphne, its outbox, its Lua scripts and heartbeats, and the project's
+layer's reader in daphne, its outbox and its Lua scripts, and the project's
 own keys (channels_example.backends.shards: sessions, ordering, rooms, presence).
 """
 import threading
