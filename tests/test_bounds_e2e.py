@@ -134,7 +134,10 @@ def test_a_multipart_body_is_refused_with_415_so_django_never_parses_its_parts(p
 
 
 def test_20_clients_that_never_read_are_closed_alone_and_daphne_stays_bounded(production):
-    stack = production(workers=2)
+    # A client that reads nothing answers no ping either: daphne's (20 s, then 30 s for the pong)
+    # or its library's keepalive (20 s, 20 s) would close it once the run is slow enough, and then
+    # it never meets the bound this tests. Without them each waits for the bound, however long.
+    stack = production(workers=2, daphne_args=["--ping-interval", "86400"])
     daphne = stack.daphnes[0].pid
     readers, sent, size = 20, 4000, settings.MAX_MESSAGE_LENGTH
 
@@ -145,7 +148,7 @@ def test_20_clients_that_never_read_are_closed_alone_and_daphne_stays_bounded(pr
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         raw.connect(("127.0.0.1", stack.port))
         return await connect(url(stack.port, "slow"), origin="http://127.0.0.1:%d" % stack.port, sock=raw,
-                             max_queue=1, open_timeout=TIMEOUT).__aenter__()
+                             max_queue=1, open_timeout=TIMEOUT, ping_interval=None).__aenter__()
 
     async def main():
         async with join(stack.port, "slow", "watcher") as watcher:
