@@ -19,10 +19,11 @@
  * A dropped connection is retried with capped exponential backoff, keeping the handle
  * and asking the room for what the page missed (?since=, the last seq it showed): a mark
  * in the list says where it came back and how much it missed, and no message (known by
- * its seq) is shown twice. A refused connection (close 4400) is not retried, since the
- * same URL would be refused again; nor is one closed because its user signed out (4401,
- * from this page's Log out or anywhere else): the page says so and rejoins only when
- * asked, as a guest. Every piece of text reaches the DOM through textContent.
+ * its seq) is shown twice. A refused connection (an error frame before the welcome, or
+ * close 4400) is not retried, since the same URL would be refused again; nor is one closed
+ * because its user signed out (4401, from this page's Log out or anywhere else): the page
+ * says so and rejoins only when asked, as a guest. Every piece of text reaches the DOM
+ * through textContent.
  */
 "use strict";
 
@@ -315,14 +316,15 @@ function showMembers(count) {
   byId("presence").hidden = false;
 }
 
+/* Show a frame; the frame, or null for one that is not a JSON object. */
 function onFrame(event) {
   var frame;
   try {
     frame = JSON.parse(event.data);
   } catch (notJson) {
-    return;
+    return null;
   }
-  if (frame === null || typeof frame !== "object") return;
+  if (frame === null || typeof frame !== "object") return null;
   if (frame.type === "message") {
     showMessage(frame, false);
   } else if (frame.type === "welcome") {
@@ -339,6 +341,7 @@ function onFrame(event) {
     showError(frame);
   }
   // Frame types this page does not know are for later versions of it.
+  return frame;
 }
 
 function connect() {
@@ -348,7 +351,7 @@ function connect() {
   var search = String(query);
   var path = "/" + encodeURIComponent(chat.room) + "/" + (search ? "?" + search : "");
   var socket = new WebSocket(socketUrl(path));
-  var openedAt = null;
+  var openedAt = null, welcomed = false;
   chat.socket = socket;
   chat.lastError = null;
   setStatus(chat.lost ? "reconnecting" : "connecting");
@@ -356,7 +359,13 @@ function connect() {
     if (socket === chat.socket) openedAt = Date.now();
   };
   socket.onmessage = function (event) {
-    if (socket === chat.socket) onFrame(event);
+    if (socket !== chat.socket) return;
+    var frame = onFrame(event);
+    if (frame && frame.type === "welcome") welcomed = true;
+    // An error before the welcome is the server refusing this socket. The close 4400 that follows
+    // can reach the page as 1006: daphne 1.4 (autobahn) cuts a connection whose browser has not
+    // answered its close within 1 s, as a busy machine's may not.
+    if (frame && frame.type === "error" && !welcomed) refused(socket);
   };
   socket.onclose = function (event) {
     if (socket !== chat.socket) return;
@@ -366,13 +375,7 @@ function connect() {
       return;
     }
     if (event.code === CLOSE_REFUSED) {
-      setStatus("refused", chat.lastError && chat.lastError.detail);
-      if (chat.lastError && chat.lastError.code === "sign_in_required") {
-        note("log in or sign up to chat here: the page will not retry as a guest");
-      } else {
-        note("the server refused this room or handle, so the page will not retry: pick another above");
-      }
-      byId("room").focus();
+      refused(socket);
       return;
     }
     if (!chat.lost) note("connection lost, reconnecting");
@@ -386,6 +389,20 @@ function connect() {
     setStatus("reconnecting", "next attempt in " + delay / 1000 + " s");
     chat.timer = setTimeout(connect, delay);
   };
+}
+
+/* The server refused ``socket``, by its error frame or its close 4400, whichever came first: the page
+ * lets go of the socket, so the other changes nothing and nothing retries it, and says so once. */
+function refused(socket) {
+  chat.socket = null;
+  socket.close();
+  setStatus("refused", chat.lastError && chat.lastError.detail);
+  if (chat.lastError && chat.lastError.code === "sign_in_required") {
+    note("log in or sign up to chat here: the page will not retry as a guest");
+  } else {
+    note("the server refused this room or handle, so the page will not retry: pick another above");
+  }
+  byId("room").focus();
 }
 
 function leave() {

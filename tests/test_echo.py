@@ -15,6 +15,7 @@ from websockets.asyncio.client import connect
 from channels_example import consumers, echo
 from channels_example.chat import ordering
 from tests.chatclient import TIMEOUT, join, joined, run
+from tests.logs import CLOSED_WITH_1013, TRACEBACK, lines
 from tests.test_consumers import BROWSER
 
 NOTE_PATH = "/channels_example/"
@@ -123,7 +124,7 @@ async def a_room_still_answers(port):
 def test_under_runserver_the_note_page_path_echoes_and_other_paths_are_rooms(runserver):
     assert run(the_note_page(runserver.port)) == ["hello world", "second"]
     assert run(a_room_still_answers(runserver.port)) == "channels_examples"
-    assert "Traceback" not in runserver.read_log()
+    assert lines(runserver.read_log(), TRACEBACK) == []
 
 
 def test_on_daphne_and_two_workers_the_echo_keeps_a_burst_in_order_and_logs_no_error(production):
@@ -140,4 +141,6 @@ def test_on_daphne_and_two_workers_the_echo_keeps_a_burst_in_order_and_logs_no_e
     assert run(burst()) == [str(number) for number in range(200)]
     assert run(a_room_still_answers(stack.port)) == "channels_examples"
     logs = stack.logs()
-    assert "Traceback" not in logs and "in no room" not in logs and "1013" not in logs
+    assert lines(logs, TRACEBACK) == [] and lines(logs, r": its socket is in no room$") == []
+    # No socket was closed with 1013: by daphne, nor as a room's leave line gives its close code.
+    assert lines(logs, CLOSED_WITH_1013) == [] and lines(logs, r"\bleft '.*' as .*, code 1013$") == []

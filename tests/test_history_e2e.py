@@ -10,6 +10,7 @@ from django.conf import settings
 
 from channels_example.chat import presence
 from tests.chatclient import frames_until, join, joined, messages, next_frame, run
+from tests.logs import TRACEBACK, lines
 
 HISTORY_LENGTH, HISTORY_PRUNE_EVERY, HISTORY_RETENTION = (
     settings.HISTORY_LENGTH, settings.HISTORY_PRUNE_EVERY, settings.HISTORY_RETENTION)
@@ -86,7 +87,7 @@ def test_joiners_get_history_then_every_later_message_once_in_a_busy_room(produc
         mid_stream += 0 < upto < total
     assert mid_stream >= joiners // 2, "most joiners should join while the room is busy"
     assert wait_until_stored(stack, "busy", total) == list(range(1, total + 1))
-    assert "Traceback" not in stack.logs()
+    assert lines(stack.logs(), TRACEBACK) == []
 
 
 def test_the_database_keeps_the_last_messages_of_each_room_and_serves_history_when_redis_lost_it(

@@ -1,7 +1,6 @@
 """End to end: real redis-server, daphne and several runworker processes, real WebSocket clients."""
 import asyncio
 import json
-import re
 import signal
 import time
 
@@ -9,8 +8,10 @@ import pytest
 import redis
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect as connect_in_a_thread
 
-from tests.chatclient import each_sends_on_open, frames_until, join, joined, messages, run, sockets_in
+from tests.chatclient import TIMEOUT, each_sends_on_open, frames_until, join, joined, messages, run, sockets_in, url
+from tests.logs import CLOSED_FOR_ITS_BACKLOG, TRACEBACK, lines
 
 
 def numbered(sender, count):
@@ -29,8 +30,8 @@ def by_sender(frames):
 def test_200_clients_that_send_on_open_each_get_their_own_message_back(production):
     stack = production(workers=2)
     assert run(each_sends_on_open(stack.port, 200)) == ["hello world %d" % number for number in range(200)]
-    assert "KeyError" not in stack.logs()
-    assert "Traceback" not in stack.logs()
+    assert lines(stack.logs(), r"\bKeyError\b") == []
+    assert lines(stack.logs(), TRACEBACK) == []
 
 
 def test_one_sender_burst_of_500_arrives_in_order_with_two_workers(production):
@@ -115,11 +116,16 @@ def test_flooding_client_is_closed_with_1013_and_the_room_keeps_chatting(product
     stack = production(workers=2)
     names = ["b%d" % number for number in range(3)]
 
-    async def flood(ws):
+    def flood(ws):
+        # On a thread of its own, with websockets' threaded client, whose reading thread answers
+        # daphne's close as it comes, as a browser's network thread does. A client that reads only
+        # after writing its flood answers late on a busy machine, is reset when daphne's close
+        # handshake times out (1 s, autobahn) and sees 1006: what this test found now and then.
         try:
             for message in numbered("flood", 5000):
-                await ws.send(message)
-            await ws.wait_closed()
+                ws.send(message)
+            for _ in ws:  # to the close
+                pass
         except ConnectionClosed:
             pass
         return ws.close_code
@@ -138,12 +144,15 @@ def test_flooding_client_is_closed_with_1013_and_the_room_keeps_chatting(product
     async def main():
         # The flooder must also leave the room: daphne sends no disconnect for a socket it
         # closed with 1013, so without the layer's own it would stay "present" for a day.
-        flooder = await join(stack.port, "flooded", "flood").__aenter__()
+        flooder = await asyncio.to_thread(connect_in_a_thread, url(stack.port, "flooded", "flood"),
+                                          origin="http://127.0.0.1:%d" % stack.port, open_timeout=TIMEOUT,
+                                          max_queue=None)
         members = [await join(stack.port, "flooded").__aenter__() for _ in names]
         try:
-            return await asyncio.gather(flood(flooder), *(bystander(ws, name) for ws, name in zip(members, names)))
+            return await asyncio.gather(asyncio.to_thread(flood, flooder),
+                                        *(bystander(ws, name) for ws, name in zip(members, names)))
         finally:
-            await asyncio.gather(*(ws.close() for ws in members + [flooder]))
+            await asyncio.gather(*(ws.close() for ws in members), asyncio.to_thread(flooder.close))
 
     close_code, *received = run(main())
     assert close_code == 1013
@@ -153,9 +162,7 @@ def test_flooding_client_is_closed_with_1013_and_the_room_keeps_chatting(product
         # What the server accepted from the flooder before closing it arrives whole and in order.
         assert member["flood"] == numbered("flood", len(member["flood"]))
     # Closed by daphne for its own backlog (interface/frames.py), in a line that names it and the code.
-    assert re.search(r"^\S+ \S+ WARNING channels_example\.interface\.bounds closing daphne\.response\.\S+ "
-                     r"from 127\.0\.0\.1 with 1013: 1000 frames waiting to be handled \(SOCKET_BACKLOG\)$",
-                     stack.logs(stack.daphnes), re.M)
+    assert lines(stack.logs(stack.daphnes), CLOSED_FOR_ITS_BACKLOG)
 
 
 def test_clients_on_two_daphnes_over_two_redis_shards_chat_in_order(production):

@@ -16,6 +16,7 @@ import sys
 
 import pytest
 
+from tests.logs import lines
 from tests.servers import ROOT, Process, free_port
 
 SCRIPTS = os.path.join(ROOT, "scripts")
@@ -89,7 +90,7 @@ def test_scripts_prod_stopped_with_ctrl_c_removes_what_it_created(set_up_venv, t
     for listening in [port] + redis_ports:
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", listening), timeout=5).close()
-    assert "stopped Redis" in prod.read_log()
+    assert lines(prod.read_log(), r"stopped Redis \(pid \d+\)$")
 
 
 def test_switching_between_scripts_test_and_scripts_run_installs_nothing(set_up_venv):
