@@ -21,6 +21,8 @@ those where it costs least, before anything reaches Redis, and refuse with a rea
 * **Rate**: each socket's frames pass a token bucket (CHAT_RATE_LIMIT); a frame over it
   gets a ``rate_limited`` error frame with ``retry_after`` and goes nowhere, and a
   socket that sends a whole burst more while refused is closed with 1008.
+* **One reading of every request** (channels_example.interface.handshake): 400 for a
+  header daphne's parsers would read two ways, 403 for a handshake with ``Origin: null``.
 * **Sockets per client**: at most SOCKETS_PER_CLIENT open sockets per client address
   (the address daphne sees, or X-Forwarded-For with ``--proxy-headers``); more are
   refused with HTTP 429. Loopback clients are not counted: behind a proxy on this host
@@ -43,12 +45,12 @@ from twisted.web import http
 from zope.interface import implementer
 
 from channels_example.chat import processes, protocol
-from channels_example.interface import frames, health
+from channels_example.interface import frames, handshake, health
 from channels_example.interface.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
-REASONS = {413: b"Payload Too Large", 415: b"Unsupported Media Type"}
+REASONS = {400: b"Bad Request", 403: b"Forbidden", 413: b"Payload Too Large", 415: b"Unsupported Media Type"}
 
 
 class BoundedHTTPFactory(HTTPFactory):
@@ -83,7 +85,7 @@ class BoundedHTTPFactory(HTTPFactory):
         return channel
 
 
-class BoundedHTTPChannel(http.HTTPChannel):
+class BoundedHTTPChannel(handshake.OneReadingChannel):
     """Refuses a request whose body is too large, or multipart, as soon as its headers are in."""
 
     def allHeadersReceived(self):
@@ -104,6 +106,9 @@ class BoundedWebRequest(WebRequest):
     refused = False
 
     def process(self):
+        refusal = handshake.refusal(self)
+        if refusal is not None:
+            return self.refuse(*refusal)
         if self.path == b"/healthz" and self.method in (b"GET", b"HEAD"):
             # Answered here when Redis is down, before daphne's process() has set the client its
             # response's log line names (it sets it again when the request is forwarded).
