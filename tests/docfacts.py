@@ -5,7 +5,7 @@ From the code (by reading its source, so nothing has to be started):
 * ``error_codes()``: every ``code`` an error frame can carry, with the extra fields its
   frame adds (``retry_after``), from each ``ProtocolError(...)`` and ``protocol.error(...)``;
 * ``close_codes()``: the WebSocket close codes this project sends, and those daphne and
-  autobahn define;
+  autobahn define; ``close_reasons()``: the reason each close frame of ours and daphne's carries;
 * ``environment_reads(source)``: the environment variables a Python module reads, however
   it reads them (``os.environ.get``, ``[...]``, ``setdefault``, ``in``, ``os.getenv``, or a
   helper function of the module that does one of those with its argument);
@@ -171,6 +171,29 @@ def close_code_differences(rows):
             if (code, who) not in named:
                 problems.append("close code %d (%s) is not in the table" % (code, who))
     return problems
+
+
+def close_reasons():
+    """``{code: set of reasons}`` for the close frames this project and daphne send: the table of
+    channels_example.interface.closes, and the literal reasons of the bounds' ``close_with`` calls."""
+    from channels_example.interface import closes
+
+    reasons = {code: {reason} for code, reason in closes.REASONS.items()}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for call in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "close_with" \
+                    and len(call.args) == 2 and isinstance(call.args[0], ast.Constant) and _string(call.args[1]):
+                reasons.setdefault(call.args[0].value, set()).add(_string(call.args[1]))
+    return reasons
+
+
+def close_reason_differences(rows):
+    """Each close code of ours or daphne's whose reason (a ``code span`` in the row's reason cell)
+    the table does not give, from ``(code, reason cell)`` rows."""
+    cells = {code: set(re.findall(r"`([^`]+)`", cell)) for code, cell in rows}
+    return ["close code %d: the table does not give its reason %r" % (code, reason)
+            for code, reasons in sorted(close_reasons().items()) for reason in sorted(reasons)
+            if reason not in cells.get(str(code), set())]
 
 
 # ---------------------------------------------------------------- environment variables

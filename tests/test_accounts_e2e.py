@@ -64,6 +64,7 @@ def make_staff(stack, username, password):
 
 
 PASSWORD = "a-long-password-9"
+SIGNED_OUT = "signed out: the user logged out, changed the password or was made inactive"
 
 
 def test_a_signed_in_socket_speaks_as_its_username_and_no_frame_changes_that(production, database_url):
@@ -100,10 +101,11 @@ def test_a_guest_cannot_take_a_registered_name(production, database_url):
         async with join(stack.port, "lobby", "ANN") as squatter:
             refusal = await next_frame(squatter)
             await squatter.wait_closed()
-            return refusal, squatter.close_code
+            return refusal, squatter.close_code, squatter.close_reason
 
-    refusal, code = run(main())
+    refusal, code, reason = run(main())
     assert (refusal["code"], code) == ("handle_taken", 4400)
+    assert reason == "refused: the error frame before this close says why"
 
 
 def test_logging_out_closes_the_users_sockets_within_a_second_and_the_old_cookie_is_a_guest(production, database_url):
@@ -123,11 +125,11 @@ def test_logging_out_closes_the_users_sockets_within_a_second_and_the_old_cookie
         closed_after = time.monotonic() - started
         async with join(stack.port, "lobby", additional_headers={"Cookie": old_cookie}) as again:
             welcome, _ = await joined(again)
-        return [tab.close_code for tab in tabs], closed_after, welcome
+        return [(tab.close_code, tab.close_reason) for tab in tabs], closed_after, welcome
 
-    codes, closed_after, welcome = run(main())
+    closes, closed_after, welcome = run(main())
     print("sockets closed %.2f s after the logout request was sent" % closed_after)
-    assert codes == [4401, 4401]
+    assert closes == [(4401, SIGNED_OUT)] * 2
     assert closed_after < 1
     assert welcome["signed_in"] is False and welcome["handle"].startswith("guest-")
 

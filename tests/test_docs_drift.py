@@ -2,7 +2,7 @@
 
 * docs/protocol.md (and its Chinese twin): its error-code table names every code an error
   frame can carry and no other; its close-code table every code this project and daphne
-  send, each with who sends it; its JSON examples are frames the server builds, field
+  send, each with who sends it and the reason its close frame carries; its JSON examples are frames the server builds, field
   for field, or frames it takes.
 * docs/deploying.md (and its twin): its Environment table names every variable
   settings.py reads and no other; its scripts' table every variable scripts/ read
@@ -59,6 +59,10 @@ def close_code_rows(markdown):
             for who in re.split("[,、]", row[1])]
 
 
+def close_reason_rows(markdown):
+    return [(row[0], row[2]) for row in docfacts.table(markdown, "close-codes")]
+
+
 def environment_rows(markdown):
     return [(name,) for row in docfacts.table(markdown, "environment") for name in docfacts.names_in(row[0])]
 
@@ -78,6 +82,11 @@ def test_the_error_code_table_names_every_code_an_error_frame_can_carry_and_no_o
 @pytest.mark.parametrize("document", PROTOCOL, ids=shown)
 def test_the_close_code_table_names_every_code_this_project_and_daphne_send_each_with_its_sender(document):
     assert docfacts.close_code_differences(close_code_rows(read(document))) == []
+
+
+@pytest.mark.parametrize("document", PROTOCOL, ids=shown)
+def test_the_close_code_table_gives_the_reason_each_close_frame_of_ours_and_daphnes_carries(document):
+    assert docfacts.close_reason_differences(close_reason_rows(read(document))) == []
 
 
 @pytest.mark.parametrize("document", DEPLOYING, ids=shown)
@@ -195,6 +204,16 @@ def test_a_close_code_row_may_name_two_senders_in_either_language():
     table = "<!-- drift: close-codes -->\n| code | who | meaning |\n|---|---|---|\n%s\n<!-- /drift -->\n"
     for row in ("| 1013 | `channels_example`, `daphne` | ... |", "| 1013 | `channels_example`、`daphne` | ... |"):
         assert close_code_rows(table % row) == [("1013", "channels_example"), ("1013", "daphne")]
+
+
+def test_a_close_code_table_with_a_reason_missing_or_changed_is_reported():
+    rows = [(str(code), " or ".join("`%s`" % reason for reason in sorted(reasons)))
+            for code, reasons in docfacts.close_reasons().items() if code != 4401]
+    rows = [(code, cell.replace("too fast", "too quick")) for code, cell in rows]
+    assert docfacts.close_reason_differences(rows) == [
+        "close code 1008: the table does not give its reason 'rate limit: too many frames, too fast'",
+        "close code 4401: the table does not give its reason "
+        "'signed out: the user logged out, changed the password or was made inactive'"]
 
 
 def test_an_environment_table_with_a_wrong_variable_is_reported():

@@ -128,7 +128,7 @@ def test_flooding_client_is_closed_with_1013_and_the_room_keeps_chatting(product
                 pass
         except ConnectionClosed:
             pass
-        return ws.close_code
+        return ws.close_code, ws.close_reason
 
     async def bystander(ws, name):
         for message in numbered(name, 20):
@@ -154,8 +154,8 @@ def test_flooding_client_is_closed_with_1013_and_the_room_keeps_chatting(product
         finally:
             await asyncio.gather(*(ws.close() for ws in members), asyncio.to_thread(flooder.close))
 
-    close_code, *received = run(main())
-    assert close_code == 1013
+    (close_code, reason), *received = run(main())
+    assert (close_code, reason) == (1013, "too many messages waiting for the server: slow down")
     for member in received:
         for name in names:
             assert member[name] == numbered(name, 20)

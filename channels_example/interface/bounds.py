@@ -23,6 +23,7 @@ those where it costs least, before anything reaches Redis, and refuse with a rea
   socket that sends a whole burst more while refused is closed with 1008.
 * **One reading of every request** (channels_example.interface.handshake): 400 for a
   header daphne's parsers would read two ways, 403 for a handshake with ``Origin: null``.
+* **Close reasons** (channels_example.interface.closes): every close frame says why.
 * **Sockets per client**: at most SOCKETS_PER_CLIENT open sockets per client address
   (the address daphne sees, or X-Forwarded-For with ``--proxy-headers``); more are
   refused with HTTP 429. Loopback clients are not counted: behind a proxy on this host
@@ -45,7 +46,7 @@ from twisted.web import http
 from zope.interface import implementer
 
 from channels_example.chat import processes, protocol
-from channels_example.interface import frames, handshake, health
+from channels_example.interface import closes, frames, handshake, health
 from channels_example.interface.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ class _UnsentOutput:
         self.full = False
 
 
-class BoundedWebSocketProtocol(WebSocketProtocol):
+class BoundedWebSocketProtocol(closes.ReasonedCloses, WebSocketProtocol):
     client_counted = None
     unsent = None
     bucket = None
