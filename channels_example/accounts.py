@@ -9,7 +9,9 @@
   user**: the signal handlers
   below send ``{"close": 4401}`` to the user's Group (chat.identity.user_group), so no
   socket outlives its login; a new socket with the old cookie is a guest.
-* ``CachedModelBackend``: ``@channel_session_user`` asks for the user on every frame;
+* ``CachedModelBackend`` is an ``AxesBackend`` (channels_example/logins.py): a login for a
+  username or from an address with too many recent failures is refused before any
+  password is hashed. ``@channel_session_user`` asks for the user on every frame;
   this keeps it in the worker's memory for USER_CACHE_SECONDS, so a chat message costs
   no database query. A connect never trusts the cache: chat.identity reads the user
   afresh there, so a session made stale by a new password or an inactive account is a
@@ -19,6 +21,7 @@ import threading
 import time
 from importlib import import_module
 
+from axes.backends import AxesBackend
 from channels import Group
 from django import forms
 from django.conf import settings
@@ -36,9 +39,11 @@ _users = {}  # user id -> (time it expires, user)
 _users_lock = threading.Lock()
 
 
-class CachedModelBackend(ModelBackend):
+class CachedModelBackend(AxesBackend):
     def authenticate(self, request, username=None, password=None, **kwargs):
-        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if request is not None:  # a login over HTTP: WSClient.login and the shell have no client to count
+            super().authenticate(request, username=username, password=password, **kwargs)  # raises if locked out
+        user = ModelBackend.authenticate(self, request, username=username, password=password, **kwargs)
         if user is None and password is not None:
             found = get_user_model()._default_manager.filter(username=username).first()
             if found is not None and not found.has_usable_password():

@@ -24,6 +24,7 @@ laptop and production comes from the environment:
     LOG_FORMAT               "plain" (default) or "json"
 """
 import os
+from datetime import timedelta
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -87,6 +88,30 @@ LOGIN_REDIRECT_URL = LOGOUT_REDIRECT_URL = "/"
 CHAT_GUESTS = os.environ.get("CHAT_GUESTS", "1") == "1"
 # The longest a moderator may mute a name in a room (chat/moderation.py).
 MAX_MUTE_SECONDS = 86400
+
+# ---- Passwords and failed logins (channels_example/logins.py; docs/security.md#logins-and-passwords).
+# django-axes counts failed logins in the database, which every worker on every host shares, and
+# its middleware answers a locked-out login (with logins.refuse). CachedModelBackend is an
+# AxesBackend: it refuses a locked-out login before it hashes the password.
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
+# At most AXES_FAILURE_LIMIT failures per username (from any address) and per client address
+# (for any username) within AXES_COOLOFF_TIME of each other; then the name or the address waits
+# out the cool-off from the failure that locked it. 10 a quarter: 40 guesses an hour at one name
+# (docs/security.md has the measured figures), where no person mistypes a password ten times.
+AXES_FAILURE_LIMIT = 10
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCK_OUT_BY_USER_OR_IP = True
+# The address daphne saw, or the first of X-Forwarded-For under daphne's --proxy-headers (the
+# socket cap reads the same), never a header the client sets for Django alone.
+AXES_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+# What logins.py changes in axes: a refused login is not counted again, a success clears that
+# name's failures from that address only, and the refusal says the wait left (429, Retry-After).
+AXES_HANDLER = "channels_example.logins.FailedLogins"
+AXES_LOCKOUT_CALLABLE = "channels_example.logins.refuse"
+# No row per successful login (the chat keeps no login history), and no banner in every process's log.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False
 WSGI_APPLICATION = "channels_example.wsgi.application"
 
 TEMPLATES = [
