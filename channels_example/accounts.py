@@ -15,7 +15,10 @@
   this keeps it in the worker's memory for USER_CACHE_SECONDS, so a chat message costs
   no database query. A connect never trusts the cache: chat.identity reads the user
   afresh there, so a session made stale by a new password or an inactive account is a
-  guest at once on every worker.
+  guest at once on every worker. And a session that does not match a worker's cached user
+  has that user read afresh before Django checks it (``get_user``): the password-change
+  page keeps its own session valid with the new password, which the other workers' caches
+  do not know yet.
 """
 import threading
 import time
@@ -25,12 +28,14 @@ from axes.backends import AxesBackend
 from channels import Group
 from django import forms
 from django.conf import settings
-from django.contrib.auth import get_user_model, login
+from django.contrib import auth
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model, login
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import ValidationError
 from django.db.models.signals import post_save, pre_save
 from django.shortcuts import redirect, render
+from django.utils.crypto import constant_time_compare
 from django.utils.http import is_safe_url
 
 from channels_example.chat import identity, protocol
@@ -85,6 +90,29 @@ def forget_user(user_id):
         _users.pop(user_id, None)
 
 
+_get_user = auth.get_user
+
+
+def get_user(request):
+    """Django's ``auth.get_user`` (the HTTP requests', and channels' for a connect and every frame),
+    but a user this worker cached whose password hash is not the session's is read afresh first.
+
+    Django flushes a session whose hash does not match the user it got, as made with an old
+    password. A new password saved by another worker, which cannot tell this one, made the
+    cached user the stale one: the session the password-change page kept valid, with the new
+    hash, would have been flushed, signing that browser out. The check is one HMAC per call.
+    """
+    session = request.session
+    user_id, session_hash = session.get(SESSION_KEY), session.get(HASH_SESSION_KEY)
+    if user_id is not None and session_hash:
+        user_id = get_user_model()._meta.pk.to_python(user_id)
+        with _users_lock:
+            cached = _users.get(user_id)
+        if cached is not None and not constant_time_compare(session_hash, cached[1].get_session_auth_hash()):
+            forget_user(user_id)
+    return _get_user(request)
+
+
 def close_sockets(user_id):
     """Close every open socket of a user (4401: signed out elsewhere)."""
     forget_user(user_id)
@@ -109,8 +137,11 @@ def on_user_saved(sender, instance, created, **kwargs):
 
 
 def connect_signals():
+    """Close a user's sockets when it logs out, changes its password or is made inactive; and put
+    ``get_user`` in Django's place, where the HTTP requests and channels' decorators call it."""
     from django.contrib.auth.signals import user_logged_out
 
+    auth.get_user = get_user
     user = get_user_model()
     user_logged_out.connect(on_logout, dispatch_uid="channels_example.on_logout")
     pre_save.connect(remember_password, sender=user, dispatch_uid="channels_example.remember_password")

@@ -90,6 +90,10 @@ CHAT_GUESTS = os.environ.get("CHAT_GUESTS", "1") == "1"
 MAX_MUTE_SECONDS = 86400
 
 # ---- Passwords and failed logins (channels_example/logins.py; docs/security.md#logins-and-passwords).
+# Django's four password validators, on sign-up and on /accounts/password_change/: sign-up took "x".
+AUTH_PASSWORD_VALIDATORS = [{"NAME": "django.contrib.auth.password_validation." + name} for name in (
+    "UserAttributeSimilarityValidator", "MinimumLengthValidator", "CommonPasswordValidator",
+    "NumericPasswordValidator")]
 # django-axes counts failed logins in the database, which every worker on every host shares, and
 # its middleware answers a locked-out login (with logins.refuse). CachedModelBackend is an
 # AxesBackend: it refuses a locked-out login before it hashes the password.

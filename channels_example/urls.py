@@ -15,6 +15,10 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", require_POST(auth_views.LogoutView.as_view()), name="logout"),
     path("accounts/signup/", accounts.signup, name="signup"),
+    # Django's own password change; saving the new password closes the user's sockets (accounts.py).
+    path("accounts/password_change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("accounts/password_change/done/", auth_views.PasswordChangeDoneView.as_view(),
+         name="password_change_done"),
     # Operations (docs/operations.md). daphne answers /healthz itself when no worker does.
     path("healthz", monitoring.healthz, name="healthz"),
     path("metrics", monitoring.prometheus, name="metrics"),

@@ -209,6 +209,15 @@ class TestStaleSessions(IdentityTestCase):
         welcome = self.connect(ann)
         self.assertEqual((welcome["signed_in"], welcome["handle"].startswith("guest-")), (False, True))
 
+    def test_a_session_made_with_the_new_password_is_signed_in_whatever_a_worker_cached(self):
+        stale = get_user_model().objects.get(pk=self.ann.pk)
+        self.ann.set_password("a-new-password-2")
+        self.ann.save()
+        ann = self.client_for(self.ann)  # the browser that changed it keeps its session
+        accounts._users[self.ann.pk] = (float("inf"), stale)  # as another worker still has it
+        welcome = self.connect(ann)
+        self.assertEqual((welcome["signed_in"], welcome["handle"]), (True, "ann"))
+
     def test_a_session_key_in_the_url_is_not_a_way_in(self):
         session = self.client_for(self.ann).browser_session
         welcome = self.connect(WSClient(), "/lobby/?session_key=%s&handle=visitor" % session)
