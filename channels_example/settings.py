@@ -74,6 +74,32 @@ MIDDLEWARE = [
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# ---- HTTPS=1: browsers reach the chat over https, through the TLS proxy in front of daphne
+# (docs/security.md#what-a-proxy-in-front-should-add); `manage.py check --deploy` is then clean.
+# Off by default: over plain http (scripts/prod on loopback) a browser never sends a secure cookie back.
+HTTPS = os.environ.get("HTTPS", "0") == "1"
+# The proxy says whether the browser's request was https (nginx: proxy_set_header
+# X-Forwarded-Proto $scheme); only the proxy may reach daphne's port, or a client could say so too.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+# The session cookie is who a person is in the chat: never over plain http. The socket's
+# handshake (wss://) carries secure cookies like any https request.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+# A page asked for over http is sent to https. Not /healthz, /metrics and /status: load balancers
+# and scrapers ask daphne for them directly, over http, and would follow no redirect. (The socket's
+# handshake never reaches Django: daphne answers it.)
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^(healthz|metrics|status)"]
+# Browsers remember for a year to use https only, on the chat's host and its subdomains. Not
+# preloaded: SECURE_HSTS_PRELOAD binds the whole domain, which only its owner can decide (W021).
+SECURE_HSTS_SECONDS = 365 * 86400 if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SILENCED_SYSTEM_CHECKS = [
+    "security.W021",  # HSTS preload: above.
+    # SECURE_BROWSER_XSS_FILTER's X-XSS-Protection header is obsolete: browsers removed the XSS
+    # auditor it drove, the Content-Security-Policy covers what it did, and Django 3.0 dropped this check.
+    "security.W007",
+]
+
 ROOT_URLCONF = "channels_example.urls"
 
 # Accounts (channels_example/accounts.py, docs/accounts.md). Django's ModelBackend, keeping
