@@ -22,6 +22,7 @@ laptop and production comes from the environment:
     CHAT_GUESTS              "1" (default): people without an account may chat; "0": sign in first
     METRICS_TOKEN            lets a scraper elsewhere than loopback read /metrics and /status
     LOG_FORMAT               "plain" (default) or "json"
+    HTTPS                    "1" behind a TLS proxy: secure cookies, HSTS, an https redirect (default "0")
 """
 import os
 from datetime import timedelta
@@ -142,6 +143,7 @@ AXES_LOCKOUT_CALLABLE = "channels_example.logins.refuse"
 # No row per successful login (the chat keeps no login history), and no banner in every process's log.
 AXES_DISABLE_ACCESS_LOG = True
 AXES_VERBOSE = False
+
 WSGI_APPLICATION = "channels_example.wsgi.application"
 
 TEMPLATES = [

@@ -43,3 +43,10 @@ def test_the_wsgi_entry_point_serves_the_page(sqlite_env):
                             capture_output=True, text=True, timeout=60)
     assert served.returncode == 0, served.stderr
     assert served.stdout.split() == ["200", "OK", "True"]
+
+
+def test_django_axes_reads_its_version_without_pkg_resources_and_no_stand_in_is_left_behind():
+    import axes
+
+    assert axes.__version__ == "5.27.0"
+    assert "pkg_resources" not in sys.modules
