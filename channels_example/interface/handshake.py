@@ -52,7 +52,7 @@ def refusal(request):
     for name in ONCE:
         if len(request.requestHeaders.getRawHeaders(name, [])) > 1:
             return 400, "the %s header came more than once: send it once" % name.decode("ascii")
-    if _is_handshake(request) and request.requestHeaders.getRawHeaders(b"Origin", [b""])[0].strip() == b"null":
+    if _is_handshake(request) and request.requestHeaders.getRawHeaders(b"Origin", [b""])[0].strip().lower() == b"null":
         return 403, ("Origin: null (a page opened from a file or a sandboxed frame) may not open a socket here: "
                      "open the page from this server")
     return None
