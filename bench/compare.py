@@ -6,9 +6,10 @@
 Targets, each started fresh for every scenario on free loopback ports and stopped by PID:
 
     runserver    manage.py runserver: the seed's in-memory layer, daphne and 4 worker threads in one process
-    stock        redis-server + daphne 1.4.2 + 1 runworker on asgi_redis's own layer (bench/settings.py)
-    project      redis-server + daphne 1.4.2 + 2 runworkers (--workers) on the project's layer (scripts/prod), every
-                 feature on: history, presence, ordering, accounts, metrics (the rate limit off, below)
+    project      redis-server + daphne 1.4.2 + 2 runworkers (--workers) + the clock on the project's layer
+                 (scripts/prod), every feature on: history, presence, ordering, accounts, metrics (the rate
+                 limit off, below)
+    stock        the same on asgi_redis's own layer, unchanged (REDIS_LAYER=stock)
     peer         redis-server + Channels 4 + RedisPubSubChannelLayer under uvicorn with 2 worker
                  processes, uvloop and httptools (bench/peer, its own venv): the strongest Channels 4
                  setup on 2 cores, using both as daphne + 2 runworkers do
@@ -127,13 +128,13 @@ class Target:
             env = topology.production_env(
                 self._redis(), SECRET_KEY="bench", LOG_LEVEL="WARNING", SQLITE_PATH=os.path.join(self.folder, "db.sqlite3"),
                 **dict(UNLIMITED, **self.env),
-                **({"DJANGO_SETTINGS_MODULE": "bench.settings", "REDIS_LAYER": "stock"} if self.name == "stock" else {}))
+                **({"REDIS_LAYER": "stock"} if self.name == "stock" else {}))
             subprocess.run([sys.executable, os.path.join(ROOT, "manage.py"), "migrate", "-v", "0"], env=env, check=True)
             front = self._add(topology.web(port, env, extra_args=["-v", "0"]))
-            for number in range(1 if self.name == "stock" else self.workers):
+            for number in range(self.workers):
                 self._add(topology.worker(env, "worker-%d" % number, extra_args=["-v", "0"]))
             self._add(topology.clock(env))
-            self._wait_for_heartbeats(env["REDIS_URL"], 1 if self.name == "stock" else self.workers)
+            self._wait_for_heartbeats(env["REDIS_URL"], self.workers)
         servers = [process.pid for process in self.processes if process.name != "redis-delay"]
         return port, [front.pid], servers
 

@@ -89,7 +89,7 @@ def parts_alone(count):
     results["presence join + leave"] = per_op(
         lambda n: (presence.join(room, "daphne.response.bench!p%d" % n, guest("p%d" % n)),
                    presence.leave(room, "daphne.response.bench!p%d" % n)))
-    gate = gates.JoinGate(settings.CHAT_TRANSPORT["gate_streams"])
+    gate = gates.JoinGate(settings.GATE_TRANSPORT["gate_streams"])
     gate.admit("daphne.response.bench!g", gates.snapshot(layer, {"text": "welcome"}, presence.STREAM, 0))
     gate.admit("daphne.response.bench!g", gates.snapshot(layer, {"text": "history"}, history.STREAM, 0))
     results["gate, per frame (daphne)"] = per_op(

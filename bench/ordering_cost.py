@@ -2,10 +2,10 @@
 
 1. The sequencer alone against a real redis-server: time per frame completed in
    order, and with frames completed in shuffled order by two threads.
-2. End to end on the production topology (redis-server + daphne + 2 runworkers):
-   one client sends a burst as fast as it can, another member of the room receives
-   it; with @in_order and without (bench/settings.py, ORDERED_DELIVERY=0): the
-   burst's duration, how many adjacent pairs of chat messages arrived out of order
+2. End to end on the production topology (redis-server + daphne + 2 runworkers + the
+   clock): one client sends a burst as fast as it can, another member of the room
+   receives it; on the project's Redis layer and on asgi_redis's own (REDIS_LAYER=stock):
+   the burst's duration, how many adjacent pairs of chat messages arrived out of order
    (other frames are not counted), and the workers' CPU time per message. Each burst
    goes to a room of its own.
 
@@ -155,13 +155,13 @@ def table_row(row, first_column):
         row["median_inversions"], cpu)
 
 
-def end_to_end(ordered, count, runs, folder):
+def end_to_end(layer, count, runs, folder):
     redis_port, daphne_port = topology.free_port(), topology.free_port()
     os.makedirs(folder, exist_ok=True)
     redis_server = topology.Process("redis", topology.redis_argv(redis_port, folder), port=redis_port,
                                     log_path=os.path.join(folder, "redis.log")).start()
     env = topology.production_env("redis://127.0.0.1:%d/0" % redis_port, SECRET_KEY="bench", CHAT_RATE_LIMIT="off",
-                                  DJANGO_SETTINGS_MODULE="bench.settings", ORDERED_DELIVERY="1" if ordered else "0",
+                                  REDIS_LAYER=layer,
                                   SQLITE_PATH=os.path.join(folder, "db.sqlite3"), LOG_LEVEL="WARNING")
     # Chat messages are numbered and stored (history), so the database needs its tables.
     subprocess.run([sys.executable, os.path.join(topology.ROOT, "manage.py"), "migrate", "--verbosity", "0"],
@@ -210,13 +210,13 @@ def main():
     if not options.json:
         print("sequencer alone, %d frames: %.0f us/frame in order, %.0f us/frame shuffled over 2 threads"
               % (options.frames, in_order * 1e6, shuffled * 1e6))
-        print("\n" + HEADER % "@in_order")
-    for ordered in (False, True):
-        results = end_to_end(ordered, options.burst, options.runs, os.path.join(folder, str(int(ordered))))
-        row = summary(results, options.burst, in_order=ordered)
+        print("\n" + HEADER % "layer")
+    for layer in ("project", "stock"):
+        results = end_to_end(layer, options.burst, options.runs, os.path.join(folder, layer))
+        row = summary(results, options.burst, layer=layer)
         figures["end_to_end"].append(row)
         if not options.json:
-            print(table_row(row, int(ordered)), flush=True)
+            print(table_row(row, layer), flush=True)
     if options.json:
         print(json.dumps(figures))
 

@@ -20,12 +20,13 @@ What can still happen is that a socket's later frame overtakes an earlier one on
 another worker; ``@in_order`` delivers each socket's messages in the order sent
 (channels_example/chat/ordering.py). ``@rooms.socket_keys_with_room`` keeps a socket's
 session and ordering state on its room's Redis server, so that losing one of several
-servers stops only the rooms that lived on it.
+servers stops only the rooms that lived on it. A frame that breaks the protocol raises
+``ProtocolError``, which ``@catch_client_error`` answers (channels_example/chat/errors.py).
 
-Two consumers run on timed channels every daphne sends (and, for the store, each worker): ``store_messages`` saves the
-chat messages delivered since its last run to the database, off the path that delivers
-them; ``sweep`` removes the sockets of dead daphnes and delivers disconnects held behind
-a lost frame.
+Two consumers run on the timed channels the chat's clock sends (channels_example/clock.py):
+``store_messages`` saves the chat messages delivered since its last run to the database, off
+the path that delivers them; ``sweep`` removes the sockets of dead daphnes and delivers
+disconnects held behind a lost frame.
 """
 import logging
 
@@ -36,15 +37,11 @@ from django.conf import settings
 
 from channels_example import accounts
 from channels_example.chat import history, identity, metrics, moderation, ordering, protocol, rooms
+from channels_example.chat.errors import catch_client_error, client_of
 from channels_example.chat.ordering import in_order
 from channels_example.chat.rooms import Room
 
 log = logging.getLogger(__name__)
-
-
-def _client(message):
-    client = message.content.get("client")
-    return "%s:%s" % tuple(client) if client else "unknown client"
 
 
 @rooms.socket_keys_with_room
@@ -52,6 +49,7 @@ def _client(message):
 @allowed_hosts_only
 @identity.no_session_key_in_url
 @channel_session_user_from_http
+@catch_client_error
 def ws_connect(message):
     """Join the room named by the path as the socket's user (or a guest) and accept; refuse
     with the reason a path that names no room, or a name the socket may not have.
@@ -60,19 +58,12 @@ def ws_connect(message):
     history (with ``?since=N``, every message after the one it showed last), and the
     room hears that it joined.
     """
-    path = message.content["path"]
-    try:
-        room = Room.from_path(path)
-        since = protocol.since_from_query_string(message.content.get("query_string"))
-        speaker = identity.speaker_at_connect(message)
-        welcome, history_frame, joined = room.join(message.reply_channel, speaker, since)
-    except protocol.ProtocolError as refused:
-        log.warning("refused %s: path %r: %s", _client(message), path, refused)
-        metrics.count_error(refused.code)
-        message.reply_channel.send(refused.refusal())
-        return
+    room = Room.from_path(message.content["path"])
+    since = protocol.since_from_query_string(message.content.get("query_string"))
+    speaker = identity.speaker_at_connect(message)
+    welcome, history_frame, joined = room.join(message.reply_channel, speaker, since)
     message.channel_session["room"] = room.name
-    message.channel_session["client"] = _client(message)
+    message.channel_session["client"] = client_of(message)
     identity.remember(message.channel_session, speaker)
     if message.user.is_authenticated:
         Group(identity.user_group(message.user.pk)).add(message.reply_channel)
@@ -80,31 +71,24 @@ def ws_connect(message):
     message.reply_channel.send(welcome)
     message.reply_channel.send(history_frame)
     room.group.send(joined)
-    log.info("%s joined %r as %s (%s)", _client(message), room.name, speaker.handle,
+    log.info("%s joined %r as %s (%s)", client_of(message), room.name, speaker.handle,
              "signed in" if speaker.signed_in else "guest")
 
 
 @rooms.socket_keys_with_room
 @in_order
 @channel_session_user
+@catch_client_error
 def ws_message(message):
     """Send a chat message to everyone in the sender's room, or do a moderator's action;
     tell the sender if the frame is invalid or not allowed."""
     room = message.channel_session.get("room")
     if room is None:
-        log.warning("dropped a frame from %s: its socket is in no room", message.reply_channel.name)
-        metrics.count_error("not_joined")
-        message.reply_channel.send(protocol.error("not_joined", "this socket is in no room"))
-        return
+        raise protocol.ProtocolError("not_joined", "this socket is in no room")
     room, speaker = Room(room), identity.speaker_of(message)
-    try:
-        action, *args = protocol.parse_frame(message.content)
-        if action != "message":
-            return moderation.apply(room, action, args, speaker, message.user)
-    except protocol.ProtocolError as invalid:
-        metrics.count_error(invalid.code)
-        message.reply_channel.send(invalid.frame())
-        return
+    action, *args = protocol.parse_frame(message.content)
+    if action != "message":
+        return moderation.apply(room, action, args, speaker, message.user)
     chat_message = protocol.chat_message(room.name, speaker, args[0])
     if "received_at" in message.content:  # daphne stamps each frame (channels_example.interface.frames)
         chat_message["received_at"] = message.content["received_at"]
@@ -129,7 +113,7 @@ def ws_disconnect(message):
 
 def store_messages(message):
     """Save the chat messages delivered since the last time (every STORE_INTERVAL), a batch per transaction."""
-    for batch in history.batches_to_store(message.channel_layer):
+    for batch in history.batches_to_store():
         rooms.store(*batch)
 
 

@@ -19,7 +19,8 @@ What changed from the note, and why:
   ``message.reply_channel``. The note's page sends only text; a binary frame, or one
   too long to reach a worker (settings.MAX_FRAME_LENGTH), has no ``text`` and raised
   KeyError in the note's version. It is answered with the error frame a room sends for
-  it (``binary_frame``, ``message_too_long``).
+  it (``binary_frame``, by ``@catch_client_error``; a frame too long daphne answers itself,
+  ``message_too_long``).
 * ``ws_disconnect`` sends nothing. The note's reply goes to a socket that is already
   closed (the note says so itself: "当然,他已经收不到了"), and is a set again.
 
@@ -29,14 +30,11 @@ order the frames were sent, with any number of workers, and daphne's per-socket 
 the same place, sees these frames handled too. daphne's bounds apply as on every socket:
 frame size, rate and sockets per client (channels_example/interface/bounds.py).
 """
-import logging
-
 from channels.security.websockets import allowed_hosts_only
 
-from channels_example.chat import metrics, protocol
+from channels_example.chat import protocol
+from channels_example.chat.errors import catch_client_error
 from channels_example.chat.ordering import in_order
-
-log = logging.getLogger(__name__)
 
 
 @allowed_hosts_only
@@ -46,16 +44,11 @@ def ws_connect(message):
 
 
 @in_order
+@catch_client_error
 def ws_message(message):
     """Send the text back to the sender, as the note does; a frame without text gets the rooms' error frame."""
     if message.content.get("text") is None:
-        try:
-            protocol.parse_frame(message.content)  # raises the error a room answers this frame with
-        except protocol.ProtocolError as refused:
-            log.warning("refused a frame on the note's echo from %s: %s", message.reply_channel.name, refused)
-            metrics.count_error(refused.code)
-            message.reply_channel.send(refused.frame())
-        return
+        protocol.parse_frame(message.content)  # raises the error a room answers a binary frame with
     message.reply_channel.send({
         "text": message.content["text"],
     })

@@ -12,6 +12,7 @@ process that answers. docs/operations.md says what each means and what to alert 
     chat_delivery_seconds               histogram: daphne receiving a frame -> the room's fan-out
     channel_layer_queue_length{channel} gauge: messages waiting on each channel, all shards
     channel_layer_dropped_total         counter: Group sends dropped for a full channel
+    chat_store_queue_length             gauge: chat messages waiting to be stored, all shards
     chat_workers, chat_daphnes          gauge: processes alive by heartbeat
     chat_clock_seconds                  gauge: seconds since a clock last ticked (absent: never)
 
@@ -33,7 +34,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from channels_example.backends.shards import ping
-from channels_example.chat import metrics, presence
+from channels_example.chat import history, metrics, presence
 from channels_example.chat.rooms import Room
 
 BUSIEST_ROOMS = 10
@@ -43,7 +44,7 @@ def healthz(request):
     """The worker's half of /healthz (daphne's half is channels_example.interface.health)."""
     layer = channel_layers[DEFAULT_CHANNEL_LAYER]
     body = {"status": "ok", "worker": "%s pid %d" % (os.uname().nodename, os.getpid())}
-    body["redis"] = ping(layer, settings.HEALTH_TIMEOUT) if hasattr(layer, "timed_connection") else "none (in-memory layer)"
+    body["redis"] = ping(layer, settings.HEALTH_TIMEOUT) if hasattr(layer, "consistent_hash") else "none (in-memory layer)"
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -56,6 +57,13 @@ def healthz(request):
     if not healthy:
         body["status"] = "unhealthy"
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+def deployment_figures():
+    """chat.metrics' figures, and how many chat messages wait to be stored."""
+    figures = metrics.read()
+    figures["store_queue"] = history.recent().waiting()
+    return figures
 
 
 def clock_state(seconds):
@@ -87,7 +95,7 @@ def prometheus(request):
     if not allowed(request):
         return HttpResponseForbidden("metrics answer loopback clients, or a scraper with METRICS_TOKEN\n")
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(Figures(metrics.read()))
+    registry.register(Figures(deployment_figures()))
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
@@ -124,6 +132,8 @@ class Figures:
         yield queues
         yield CounterMetricFamily("channel_layer_dropped", "Group sends dropped for a full channel",
                                   value=figures["dropped"])
+        yield GaugeMetricFamily("chat_store_queue_length", "Chat messages waiting to be stored, all shards",
+                                value=figures["store_queue"])
         yield GaugeMetricFamily("chat_workers", "Workers alive by heartbeat", value=figures["workers"])
         yield GaugeMetricFamily("chat_daphnes", "daphne processes alive by heartbeat", value=figures["daphnes"])
         if figures["clock_seconds"] is not None:
@@ -141,7 +151,7 @@ def status(request):
 def status_json(request):
     if not allowed(request, staff=True):
         return HttpResponseForbidden("the status page is for staff\n")
-    figures = metrics.read()
+    figures = deployment_figures()
     handles = {name: presence.members().handles(Room(name)) for name in figures["rooms"][:1000]}
     busiest = [{"room": name, "members": len(handles[name]), "handles": sorted(handles[name])[:20]}
                for name in sorted(handles, key=lambda name: -len(handles[name]))[:BUSIEST_ROOMS]]
@@ -150,5 +160,6 @@ def status_json(request):
         "messages": figures["messages"], "samples": figures["samples"], "queues": figures["queues"],
         "dropped": figures["dropped"], "workers": figures["workers"], "daphnes": figures["daphnes"],
         "errors": figures["errors"], "closes": figures["closes"], "clock_seconds": figures["clock_seconds"],
+        "store_queue": figures["store_queue"],
         "clock": clock_state(figures["clock_seconds"]),
     })

@@ -4,10 +4,10 @@ HTTP requests are not routed here, so they keep going to Django's urls.py. The p
 of the study note's test page, /channels_example/, is the note's echo
 (channels_example/echo.py): its three routes match on the message's ``path`` and come
 first, because the first route that matches a message handles it. Every other path is
-a chat room. The last two channels are the project's own, timed channels every daphne
-(and, for the store, each worker) sends: storing the chat messages waiting on
-chat.history (settings.STORE_INTERVAL), and the sweep (settings.SWEEP_INTERVAL;
-docs/history.md).
+a chat room. The last two channels are the project's own, timed channels the chat's
+clock sends (channels_example/clock.py, ``manage.py runclock``): storing the chat
+messages waiting to be stored (settings.STORE_INTERVAL), and the sweep
+(settings.SWEEP_INTERVAL; docs/history.md).
 """
 from channels.routing import route
 

@@ -19,6 +19,7 @@ laptop and production comes from the environment:
     CHAT_RATE_LIMIT          frames per socket, <rate>/s:<burst> or off (default 5/s:20)
     CHAT_SOCKETS_PER_CLIENT  open sockets per client address, or off (default 100)
     CHANNEL_LAYER_KEYS       comma-separated keys: asgi_redis encrypts channel messages in Redis
+    REDIS_LAYER              "project" (default): the project's Redis layers; "stock": asgi_redis's own
     CHAT_GUESTS              "1" (default): people without an account may chat; "0": sign in first
     METRICS_TOKEN            lets a scraper elsewhere than loopback read /metrics and /status
     LOG_FORMAT               "plain" (default) or "json"
@@ -216,13 +217,10 @@ CHANNEL_MESSAGE_EXPIRY = 60
 WEBSOCKET_LIFETIME = 86400
 # A socket's frames and a room's messages delivered in order (chat/ordering.py, layers/gate.py):
 # a number that never comes (lost with a killed worker) holds the ones after it this
-# long at most; a worker's lease on a socket's frames expires this long after it died.
+# long at most; under runserver, a worker thread's lease on a socket's frames expires this
+# long after it took it (on Redis one script delivers a frame, and needs no lease).
 ORDERING_GAP_SECONDS = 1.0
 ORDERING_LEASE_SECONDS = 2
-# Where one Redis server holds every key, a frame is put in order and its sends done in one
-# Lua script, one round trip (chat/scripted.py); SCRIPTED_DELIVERY=0 does it step by step,
-# as a sharded layer must (for measuring what it saves: docs/performance.md).
-SCRIPTED_DELIVERY = os.environ.get("SCRIPTED_DELIVERY", "1") != "0"
 # A daphne process refreshes its heartbeat in Redis every second; one silent for
 # DAPHNE_HEARTBEAT_TTL seconds is taken for dead. The clock (manage.py runclock, the
 # Procfile's clock line; a thread of runserver) sends chat.sweep every SWEEP_INTERVAL
@@ -231,9 +229,13 @@ SCRIPTED_DELIVERY = os.environ.get("SCRIPTED_DELIVERY", "1") != "0"
 DAPHNE_HEARTBEAT_TTL = 5
 SWEEP_INTERVAL = 1
 # The clock sends chat.store every STORE_INTERVAL seconds: a worker then stores the chat
-# messages waiting on chat.history, in batches (docs/history.md). One consumer call per
+# messages waiting in the store queue, in batches (docs/history.md). One consumer call per
 # message stored them one transaction each (measured: 1.005 messages per call at 200 a second).
 STORE_INTERVAL = 0.2
+# Messages waiting to be stored, at most, on each Redis server (and under runserver): past
+# it a message is delivered but not stored, and logged. 20 s of 1000 messages a second:
+# the database (or the clock) would have stopped long before.
+STORE_QUEUE_LIMIT = 20000
 # /healthz and /status say so when no clock has ticked for this long (channels_example.clock):
 # five sweeps missed.
 CLOCK_SILENT_SECONDS = 5
@@ -302,34 +304,37 @@ NUMBERING_NO_REPLICA_SECONDS = 5
 # encrypted, and history and members are plain: put TLS (rediss://) in front as well.
 CHANNEL_LAYER_KEYS = [key for key in os.environ.get("CHANNEL_LAYER_KEYS", "").split(",") if key]
 
-# What the project's layers need from the chat (channels_example/layers/__init__.py).
-CHAT_TRANSPORT = {
-    # The numbered streams of a room: its chat messages and its presence events.
-    "gate_streams": ["history", "presence"],
-    "gap_seconds": ORDERING_GAP_SECONDS,
+# The channel layer. Without Redis, the seed's in-memory layer (runserver only). With Redis,
+# asgi_redis's options, which asgi_redis's own layers take as they are (REDIS_LAYER=stock)...
+STOCK_TRANSPORT = {
     "expiry": CHANNEL_MESSAGE_EXPIRY,
     # Members whose daphne died without a disconnect leave after this at the latest.
     "group_expiry": WEBSOCKET_LIFETIME,
-}
-# The Redis layer's CONFIG, but for its hosts (REDIS_HOSTS).
-REDIS_TRANSPORT = dict(
-    CHAT_TRANSPORT,
     # Capacity counts messages waiting in one channel, not a rate; asgi_redis's default of
     # 100 drops ordinary bursts.
-    capacity=1000,
-    channel_capacity={
+    "capacity": 1000,
+    "channel_capacity": {
         # A storm of 1000 sockets connecting at once (asgi_redis's default: 73 % refused with 503).
         "websocket.connect": 5000,
         # Shared by every socket: 20 sockets at their SOCKET_BACKLOG at once.
         "websocket.receive": 20000,
         # Daphne drops a disconnect silently when this is full.
         "websocket.disconnect": 5000,
-        # Chat messages on their way to the database: as many as websocket.receive.
-        "chat.history": 20000,
         # One daphne's process channel carries every message for all its sockets (a Group
         # message once per daphne): a full SOCKET_BACKLOG burst fanned out to a room of 50.
         "daphne.response*": 50000,
     },
+    "symmetric_encryption_keys": CHANNEL_LAYER_KEYS or None,
+}
+# ...and what the project's layers add (channels_example/layers; REDIS_LAYER=project, the
+# default): each an accelerator that docs/architecture.md names with what it buys.
+GATE_TRANSPORT = {
+    # The numbered streams of a room the join gate orders: its chat messages and its presence events.
+    "gate_streams": ["history", "presence"],
+    "gap_seconds": ORDERING_GAP_SECONDS,
+}
+REDIS_TRANSPORT = dict(
+    STOCK_TRANSPORT, **GATE_TRANSPORT,
     # Joins before chat, so a busy room does not keep newcomers waiting, and chat before
     # storing it, which is off the delivery path.
     worker_priority=["websocket.connect", "http.request", "websocket.receive", "websocket.disconnect",
@@ -339,29 +344,38 @@ REDIS_TRANSPORT = dict(
     # websocket.receive holds; past that it refuses the next frame (1013).
     outbox_hold_seconds=10,
     outbox_limit=20000,
-    symmetric_encryption_keys=CHANNEL_LAYER_KEYS or None,
 )
+REDIS_LAYER = os.environ.get("REDIS_LAYER", "project")
+if REDIS_LAYER not in ("project", "stock"):
+    raise ImproperlyConfigured("REDIS_LAYER is project (the default) or stock, not %r" % REDIS_LAYER)
+_STOCK = REDIS_LAYER == "stock"
+# asgi_redis's own Sentinel layer waits up to 5 s in BLPOP, and wants a socket timeout longer than that.
+_SENTINEL_CONNECTIONS = {"password": os.environ.get("REDIS_PASSWORD") or None, "socket_timeout": 6,
+                         "socket_connect_timeout": REDIS_SOCKET_TIMEOUT}
 if REDIS_SENTINELS:
     CHANNEL_LAYERS = {
         "default": {
-            # asgi_redis's Sentinel layer, with the project's changes (channels_example/layers/sentinel.py).
-            "BACKEND": "channels_example.layers.RedisSentinelChannelLayer",
+            # asgi_redis's Sentinel layer (stock), or with the project's changes (channels_example/layers/sentinel.py).
+            "BACKEND": "asgi_redis.RedisSentinelChannelLayer" if _STOCK else "channels_example.layers.RedisSentinelChannelLayer",
             "ROUTING": "channels_example.routing.channel_routing",
-            "CONFIG": dict(REDIS_TRANSPORT, hosts=REDIS_SENTINELS, services=REDIS_SERVICES,
-                           password=os.environ.get("REDIS_PASSWORD") or None,
-                           sentinel_password=os.environ.get("REDIS_SENTINEL_PASSWORD") or None,
-                           socket_timeout=REDIS_SOCKET_TIMEOUT),
+            "CONFIG": dict(STOCK_TRANSPORT, hosts=REDIS_SENTINELS, services=REDIS_SERVICES,
+                           # asgi_redis asks the sentinels for a new client on every call without it.
+                           connection_kwargs=_SENTINEL_CONNECTIONS, sentinel_refresh_interval=1) if _STOCK else
+            dict(REDIS_TRANSPORT, hosts=REDIS_SENTINELS, services=REDIS_SERVICES,
+                 password=os.environ.get("REDIS_PASSWORD") or None,
+                 sentinel_password=os.environ.get("REDIS_SENTINEL_PASSWORD") or None,
+                 socket_timeout=REDIS_SOCKET_TIMEOUT),
         },
     }
     CHANNEL_SESSION_ENGINE = "channels_example.backends.sessions"
 elif REDIS_HOSTS:
     CHANNEL_LAYERS = {
         "default": {
-            # asgi_redis's layer, made explicit and fast (channels_example/layers/redis.py);
+            # asgi_redis's layer (stock), or made explicit and fast (channels_example/layers/redis.py);
             # several URLs shard it: asgi_redis spreads channels and groups over them.
-            "BACKEND": "channels_example.layers.RedisChannelLayer",
+            "BACKEND": "asgi_redis.RedisChannelLayer" if _STOCK else "channels_example.layers.RedisChannelLayer",
             "ROUTING": "channels_example.routing.channel_routing",
-            "CONFIG": dict(REDIS_TRANSPORT, hosts=REDIS_HOSTS),
+            "CONFIG": dict(STOCK_TRANSPORT if _STOCK else REDIS_TRANSPORT, hosts=REDIS_HOSTS),
         },
     }
     # Workers on any host must see the same channel session: keep it in Redis too.
@@ -374,7 +388,8 @@ else:
             "ROUTING": "channels_example.routing.channel_routing",
             # One capacity for every channel (the in-memory layer ignores channel_capacity):
             # the largest of the Redis figures; asgiref's default of 10 drops an ordinary burst.
-            "CONFIG": dict(CHAT_TRANSPORT, capacity=50000),
+            "CONFIG": dict(GATE_TRANSPORT, expiry=CHANNEL_MESSAGE_EXPIRY, group_expiry=WEBSOCKET_LIFETIME,
+                           capacity=50000),
         },
     }
     # runserver is the only process, so its local-memory cache can hold the channel
@@ -403,7 +418,7 @@ HISTORY_LENGTH = 50
 # few MB; a client that missed more is told the resume is not complete.
 RESUME_LIMIT = 1000
 # A room's recent list in Redis keeps the last HISTORY_LENGTH messages and every message
-# not yet stored, at most this many (the chat.history channel's capacity).
+# not yet stored, at most this many (as many as the store queue holds: STORE_QUEUE_LIMIT).
 RECENT_LIMIT = 20000
 # The database keeps at least this many messages per room; older ones are pruned by the
 # worker that stores every HISTORY_PRUNE_EVERY-th message of the room, so never more

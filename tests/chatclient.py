@@ -79,3 +79,37 @@ def run(coroutine):
     """
     with concurrent.futures.ThreadPoolExecutor(1) as thread:
         return thread.submit(asyncio.run, coroutine).result()
+
+
+class RoomView:
+    """What a page shows of a room, on any channel layer: the page's own rules (static/chat.js) for a
+    layer without the join gate (asgi_redis's own). Live messages that come before the history
+    wait for it; a message whose ``seq`` is shown already is dropped; each is placed by its ``seq``."""
+
+    def __init__(self):
+        self.welcome, self.history, self.early, self.shown = None, None, [], {}
+
+    def take(self, frame):
+        if frame["type"] == "welcome":
+            self.welcome = frame
+        elif frame["type"] == "history":
+            self.history = frame
+            for item in frame["messages"] + self.early:
+                self.shown.setdefault(item["seq"], item)
+            self.early = []
+        elif frame["type"] == "message":
+            if self.history is None:
+                self.early.append(frame)
+            else:
+                self.shown.setdefault(frame["seq"], frame)
+
+    def messages(self):
+        """The messages shown, in the room's order."""
+        return [self.shown[seq] for seq in sorted(self.shown)]
+
+    async def until(self, ws, done, timeout=TIMEOUT):
+        """Take frames from ``ws`` until ``done(self)``."""
+        async with asyncio.timeout(timeout):
+            while not done(self):
+                self.take(json.loads(await ws.recv()))
+        return self

@@ -166,3 +166,19 @@ def redis_layer(redis_url, settings, as_default_layer):
     from channels_example.layers import RedisChannelLayer
 
     return as_default_layer(RedisChannelLayer(**dict(settings.REDIS_TRANSPORT, hosts=[redis_url])))
+
+
+@pytest.fixture
+def stock_layer(redis_url, settings, as_default_layer):
+    """asgi_redis's own layer, unchanged, on a real redis-server (REDIS_LAYER=stock), as the default layer."""
+    import asgi_redis
+
+    return as_default_layer(asgi_redis.RedisChannelLayer(**dict(settings.STOCK_TRANSPORT, hosts=[redis_url])))
+
+
+@pytest.fixture
+def memory_layer(settings, as_default_layer):
+    """A new in-memory layer (runserver's), configured as settings.py does, as the default layer."""
+    from channels_example.layers import InMemoryChannelLayer
+
+    return as_default_layer(InMemoryChannelLayer(**settings.CHANNEL_LAYERS["default"]["CONFIG"]))

@@ -47,4 +47,14 @@ def test_no_module_is_over_400_lines():
 
 
 def test_the_gated_streams_are_the_chats_own():
-    assert settings.CHAT_TRANSPORT["gate_streams"] == [history.STREAM, presence.STREAM]
+    assert settings.GATE_TRANSPORT["gate_streams"] == [history.STREAM, presence.STREAM]
+
+
+def test_lua_lives_in_lua_files_each_headed_with_what_it_takes():
+    in_python = [str(path.relative_to(ROOT)) for path in (ROOT / "channels_example").rglob("*.py")
+                 if "redis.call(" in path.read_text(encoding="utf-8")]
+    assert in_python == []
+    for path in (ROOT / "channels_example").rglob("*.lua"):
+        head = path.read_text(encoding="utf-8").split("\n\n")[0]
+        assert head.startswith("-- %s: " % path.name), path
+        assert "KEYS" in head or "ARGV" in head or "function" in head, path  # a script, or a library of functions

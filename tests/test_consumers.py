@@ -90,7 +90,7 @@ class TestConnect(ConsumerTestCase):
 
     def test_refusal_is_logged_with_path_and_client(self):
         client = WSClient()
-        with self.assertLogs("channels_example.consumers", "WARNING") as logs:
+        with self.assertLogs("channels_example.chat.errors", "WARNING") as logs:
             client.send_and_consume(
                 "websocket.connect", dict(BROWSER, client=["10.1.2.3", 5555]), path="/a/b/", check_accept=False
             )

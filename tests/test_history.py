@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from channels_example.chat import history, protocol
+from channels_example.chat import history, ordering, protocol
 from channels_example.chat import recent as recent_module
 from channels_example.chat.identity import Speaker
 from channels_example.chat.rooms import Room
@@ -14,11 +14,18 @@ pytestmark = pytest.mark.django_db
 LOBBY, KITCHEN = Room("lobby"), Room("kitchen")
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "stock"])
 def recent(request):
-    if request.param == "redis":
-        request.getfixturevalue("redis_layer")
+    """The deployment's recent store: runserver's, or on Redis under the project's layer or asgi_redis's own."""
+    if request.param != "memory":
+        request.getfixturevalue("redis_layer" if request.param == "redis" else "stock_layer")
     return history.recent()
+
+
+def append(room, message):
+    """A chat message delivered to its room as the deployment delivers it (chat.sequencers); its seq."""
+    ordering.sequencer().deliver_now([["room", room.name, {"message": message, "sender": None}]])
+    return history.recent().snapshot(room)[1]
 
 
 ANN = Speaker("ann", False, False, "guest:session")
@@ -29,14 +36,14 @@ def message(text, room="lobby"):
 
 
 def test_messages_are_numbered_one_by_one_in_each_room(recent):
-    assert [recent.append(LOBBY, message(text)) for text in "abc"] == [1, 2, 3]
-    assert recent.append(KITCHEN, message("x", "kitchen")) == 1
+    assert [append(LOBBY, message(text)) for text in "abc"] == [1, 2, 3]
+    assert append(KITCHEN, message("x", "kitchen")) == 1
 
 
 def test_snapshot_holds_the_last_messages_oldest_first_with_their_numbers(recent, settings):
     settings.HISTORY_LENGTH = 3
     for number in range(5):
-        recent.append(LOBBY, message("m%d" % number))
+        append(LOBBY, message("m%d" % number))
     messages, upto = recent.snapshot(LOBBY)
     assert upto == 5
     assert [(item["seq"], item["message"]) for item in messages] == [(3, "m2"), (4, "m3"), (5, "m4")]
@@ -45,7 +52,7 @@ def test_snapshot_holds_the_last_messages_oldest_first_with_their_numbers(recent
 
 def test_history_item_is_the_live_frame(recent):
     sent = message("你好")
-    seq = recent.append(LOBBY, sent)
+    seq = append(LOBBY, sent)
     (item,), _ = recent.snapshot(LOBBY)
     assert item == json.loads(protocol.message_frame(sent, seq)["text"])
 
@@ -56,7 +63,7 @@ def test_an_unknown_room_has_no_snapshot(recent):
 
 def test_numbering_resumes_after_the_last_stored_message(recent):
     Message.objects.create(room="lobby", seq=41, handle="ann", message="old", created="2026-01-01T00:00Z")
-    assert recent.append(LOBBY, message("new")) == 42
+    assert append(LOBBY, message("new")) == 42
 
 
 def test_history_frame_falls_back_to_the_database(settings):
@@ -69,7 +76,7 @@ def test_history_frame_falls_back_to_the_database(settings):
 
 def test_a_message_forgotten_by_a_moderator_leaves_the_recent_history(recent):
     for text in "abc":
-        recent.append(LOBBY, message(text))
+        append(LOBBY, message(text))
     assert history.forget(LOBBY, 2)
     assert [item["seq"] for item in recent.snapshot(LOBBY)[0]] == [1, 3]
     assert not history.forget(LOBBY, 2)
@@ -104,7 +111,7 @@ def resumed(since):
 
 def test_a_resume_gets_every_message_after_since_then_says_it_is_complete(recent):
     for number in range(10):
-        recent.append(LOBBY, message("m%d" % number))
+        append(LOBBY, message("m%d" % number))
     assert resumed(7) == ([8, 9, 10], 10, 7, True)
     assert resumed(10) == ([], 10, 10, True)
     assert resumed(0) == (list(range(1, 11)), 10, 0, True)
@@ -113,7 +120,7 @@ def test_a_resume_gets_every_message_after_since_then_says_it_is_complete(recent
 def test_the_recent_list_keeps_every_message_not_yet_stored(recent, settings):
     settings.HISTORY_LENGTH = 3
     for number in range(10):
-        recent.append(LOBBY, message("m%d" % number))
+        append(LOBBY, message("m%d" % number))
     # Nothing stored yet: a resume from Redis (or memory) alone has all ten.
     assert Message.objects.count() == 0
     assert resumed(0)[0] == list(range(1, 11))
@@ -122,7 +129,7 @@ def test_the_recent_list_keeps_every_message_not_yet_stored(recent, settings):
 def test_once_stored_the_recent_list_lets_them_go_and_a_resume_reads_the_database_too(recent, settings):
     settings.HISTORY_LENGTH = 3
     for number in range(10):
-        recent.append(LOBBY, message("m%d" % number))
+        append(LOBBY, message("m%d" % number))
     delivered = [dict(message("m%d" % (seq - 1)), room="lobby", seq=seq) for seq in range(1, 8)]
     history.stored(LOBBY, history.store(*delivered)["lobby"])
     in_list, _ = recent.snapshot(LOBBY, 0)
@@ -133,14 +140,14 @@ def test_once_stored_the_recent_list_lets_them_go_and_a_resume_reads_the_databas
 def test_a_client_that_missed_more_than_the_limit_gets_the_last_ones_and_complete_false(recent, settings):
     settings.RESUME_LIMIT = 4
     for number in range(10):
-        recent.append(LOBBY, message("m%d" % number))
+        append(LOBBY, message("m%d" % number))
     assert resumed(1) == ([7, 8, 9, 10], 10, 1, False)
 
 
 def test_a_since_above_the_rooms_latest_gets_the_history_of_a_join_and_complete_false(recent, settings):
     settings.HISTORY_LENGTH = 2
     for number in range(5):
-        recent.append(LOBBY, message("m%d" % number))
+        append(LOBBY, message("m%d" % number))
     assert resumed(99) == ([4, 5], 5, 99, False)
 
 
@@ -152,7 +159,7 @@ def test_when_redis_lost_the_room_a_resume_comes_from_the_database(settings):
 
 def test_a_resume_holds_nothing_at_or_below_since_when_messages_were_deleted(recent):
     for number in range(10):
-        recent.append(LOBBY, message("m%d" % number))
+        append(LOBBY, message("m%d" % number))
     for seq in (8, 9):
         assert history.forget(LOBBY, seq)
     assert resumed(6) == ([7, 10], 10, 6, True)
@@ -173,8 +180,8 @@ def test_a_deletion_made_while_a_batch_was_being_stored_still_removes_the_row():
         moderation.apply(LOBBY, "delete", (2,), moderator, None)
         return found
 
-    history.recent().append(LOBBY, message("one"))
-    history.recent().append(LOBBY, message("two"))
+    append(LOBBY, message("one"))
+    append(LOBBY, message("two"))
     with mock.patch.object(history, "_deleted", deleted_meanwhile):
         history.store(*({"room": "lobby", "seq": seq, "handle": "ann", "message": "m", "ts": 0} for seq in (1, 2)))
     assert list(Message.objects.values_list("seq", flat=True)) == [1]
@@ -184,5 +191,5 @@ def test_a_message_never_stored_stops_holding_the_recent_list_open(recent, setti
     settings.HISTORY_LENGTH = 2
     monkeypatch.setattr(recent_module, "UNSTORED_MS", 0)  # every unstored message has waited too long
     for number in range(6):
-        recent.append(LOBBY, message("m%d" % number))
+        append(LOBBY, message("m%d" % number))
     assert [item["seq"] for item in recent.snapshot(LOBBY, 0)[0]] == [5, 6]

@@ -31,6 +31,6 @@ class TestRedisChannelLayer(asgiref.conformance.ConformanceTestCase):
 
 
 class TestInMemoryChannelLayer(asgiref.conformance.ConformanceTestCase):
-    channel_layer = InMemoryChannelLayer(**dict(settings.CHAT_TRANSPORT, **SHORT))
+    channel_layer = InMemoryChannelLayer(**dict(settings.GATE_TRANSPORT, **SHORT))
     expiry_delay = 1.1
     capacity_limit = 5

@@ -7,13 +7,13 @@ from django.conf import settings as django_settings
 
 from channels_example.layers import InMemoryChannelLayer, RedisChannelLayer, gate
 
-STREAM, OTHER = django_settings.CHAT_TRANSPORT["gate_streams"]
+STREAM, OTHER = django_settings.GATE_TRANSPORT["gate_streams"]
 
 
 @pytest.fixture(params=["memory", "redis"])
 def layer(request, settings):
     """Each project layer with a capacity of 1 for every channel."""
-    config = dict(settings.CHAT_TRANSPORT, capacity=1)
+    config = dict(settings.GATE_TRANSPORT, capacity=1)
     if request.param == "redis":
         return request.getfixturevalue("as_default_layer")(
             RedisChannelLayer(hosts=[request.getfixturevalue("redis_url")], **config))
@@ -273,13 +273,15 @@ def test_a_script_sends_with_the_layers_lua_functions_as_the_layer_itself_would(
     redis_layer.group_add("chat-lobby", "daphne.response.one!a")
     redis_layer.group_add("chat-lobby", "daphne.response.one!b")
     redis_layer.group_add("chat-lobby", "daphne.response.two!c")
-    script = redis_layer.lua_sends() + """
+    source, config = redis_layer.lua_sends()
+    script = source + """
+        asgi_setup(ARGV[1])
         local dropped = asgi_group_send('chat-lobby', {text = 'to all'})
         asgi_send('daphne.response.two!c', {text = 'to c', n = 7})
         asgi_send('chat.history', {seq = 1, room = 'lobby', signed_in = false})
         return dropped
     """
-    assert redis_layer.connection(0).eval(script, 0) == 0
+    assert redis_layer.connection(0).eval(script, 0, config) == 0
     assert redis_layer.receive_batch(["daphne.response.one!"]) == [
         ("daphne.response.one!a", {"text": "to all"}), ("daphne.response.one!b", {"text": "to all"})]
     assert redis_layer.receive_batch(["daphne.response.two!"]) == [

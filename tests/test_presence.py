@@ -16,10 +16,11 @@ def guest(handle, person=None):
     return Speaker(handle, False, False, person or "guest:" + handle)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "stock"])
 def members(request):
-    if request.param == "redis":
-        request.getfixturevalue("redis_layer")
+    """The deployment's members store: runserver's, or on Redis under the project's layer or asgi_redis's own."""
+    if request.param != "memory":
+        request.getfixturevalue("redis_layer" if request.param == "redis" else "stock_layer")
     return presence.members()
 
 

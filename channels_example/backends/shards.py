@@ -60,13 +60,12 @@ class Shards:
         return script(keys=keys, args=args, client=client)
 
 
-    def run_replicated(self, source, keys, args, replicas, timeout_ms, shard_key=None):
-        """``run``, then Redis's WAIT on the same connection: ``(result, how many replicas have it)``.
+    def run_then_wait(self, client, source, keys, args, replicas, timeout_ms):
+        """``run_on``, then Redis's WAIT on the same connection: ``(result, how many replicas have it)``.
 
         WAIT counts the replicas that have every write of the connection it is sent on, so it
         goes in one pipeline with the script.
         """
-        client = self.client(shard_key or keys[0])
         script = self._scripts.get(source)
         if script is None:
             script = self._scripts[source] = client.register_script(source)
@@ -78,7 +77,7 @@ class Shards:
             result, acknowledged = pipe.execute()
         except redis.exceptions.NoScriptError:  # a new master, or one restarted: nothing ran
             client.script_load(source)
-            return self.run_replicated(source, keys, args, replicas, timeout_ms, shard_key)
+            return self.run_then_wait(client, source, keys, args, replicas, timeout_ms)
         return result, acknowledged
 
 
@@ -135,6 +134,19 @@ class PerDeployment:
 _pingers = {}
 
 
+def timed_client(layer, index, timeout):
+    """A client of shard ``index`` of an asgi_redis layer, of its own, whose every call gives up after
+    ``timeout`` seconds: the project's layers make one; asgi_redis's own, here, through Sentinel too."""
+    if hasattr(layer, "timed_connection"):
+        return layer.timed_connection(index, timeout)
+    if hasattr(layer, "services"):  # asgi_redis.RedisSentinelChannelLayer
+        return layer._sentinel.master_for(layer.services[index], redis_class=redis.StrictRedis,
+                                          socket_timeout=timeout, socket_connect_timeout=timeout)
+    options = dict(layer.connection(index).connection_pool.connection_kwargs, socket_timeout=timeout,
+                   socket_connect_timeout=timeout)
+    return redis.StrictRedis(**options)
+
+
 def ping(layer, timeout):
     """``{"shard N": "ok" or the error}`` for every shard of an asgi_redis layer.
 
@@ -146,7 +158,7 @@ def ping(layer, timeout):
         try:
             pinger = _pingers.get((id(layer), index))
             if pinger is None:
-                pinger = _pingers[id(layer), index] = layer.timed_connection(index, timeout)
+                pinger = _pingers[id(layer), index] = timed_client(layer, index, timeout)
             pinger.ping()
             results["shard %d" % index] = "ok"
         except redis.RedisError as error:

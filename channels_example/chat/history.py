@@ -7,20 +7,21 @@ What is promised (the argument is in docs/history.md):
   ``Group.send``, and ``@in_order`` delivers a socket's sends in order).
 * A client joining a room receives the room's last HISTORY_LENGTH messages in one
   history frame, before any live message, and then every later message once: no
-  gap and no duplicate between the two. ``Room.publish`` numbers a message, appends it
-  to the room's recent list (``append``) and *then* sends it to the Group; a joiner is
-  added to the Group *before* ``history_frame`` reads the list. So each message is in
-  the joiner's history, or reaches it live, or both; the layer's join gate
-  (channels_example.layers.gate) removes the "both" and holds live messages until the
-  history frame has passed.
+  gap and no duplicate between the two. A message is numbered and appended to the
+  room's recent list *then* sent to the Group (channels_example.chat.sequencers); a
+  joiner is added to the Group *before* ``history_frame`` reads the list. So each
+  message is in the joiner's history, or reaches it live, or both; the layer's join
+  gate (channels_example.layers.gate) removes the "both" and holds live messages until
+  the history frame has passed. (On a layer without the gate, asgi_redis's own, the
+  page drops what it already shows, by ``seq``.)
 * Every message is stored in the database (channels_example.models.Message), off the
-  delivery path: ``queue_for_storing`` only sends it to the ``chat.history`` channel, and
-  the ``store_messages`` consumer, on the timed channel ``chat.store`` every daphne sends
-  each STORE_INTERVAL (and each worker each STORE_WORKER_INTERVAL), stores what waits there in batches (``batches_to_store``).
-  ``store`` keeps HISTORY_RETENTION messages per room.
+  delivery path: it waits in the store queue (chat.recent) until the ``store_messages``
+  consumer, on the timed channel ``chat.store`` the clock sends each STORE_INTERVAL,
+  stores what waits in batches (``batches_to_store``). ``store`` keeps
+  HISTORY_RETENTION messages per room.
 
-Numbering and the recent list live in Redis on the room's server (one Lua step per
-message) or, under runserver, in this process's memory (channels_example.chat.recent).
+Numbering, the recent list and the queue live in Redis on the room's server (the delivery
+script) or, under runserver, in this process's memory (channels_example.chat.recent).
 When Redis has lost them (or a room was idle for HISTORY_IDLE_EXPIRY), numbering resumes
 after the database's last stored message and joiners get their history from the database.
 
@@ -31,7 +32,6 @@ import logging
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
-from channels import Channel
 from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 
@@ -44,29 +44,18 @@ log = logging.getLogger(__name__)
 
 # The join gate's name for a room's chat messages (gate_streams in settings.CHANNEL_LAYERS).
 STREAM = "history"
-STORE_CHANNEL = "chat.history"
 # Messages stored in one transaction, and batches stored per chat.store (store_messages): the
 # rest waits for the next one. 10 batches every STORE_INTERVAL (0.2 s) is 5,000 messages a
-# second for each busy daphne sending chat.store (an idle one sends it about once a second).
+# second for each clock.
 STORE_BATCH = 100
 STORE_BATCHES = 10
 
 
 def append(room, message, latency=None):
-    """Number a chat message in its room and add it to the room's recent list; its ``seq``. Counted
-    for the deployment's figures (chat.metrics), with ``latency``, seconds since daphne received it."""
+    """runserver: number a chat message in its room, add it to the room's recent list and queue it for
+    storing; its ``seq``. Counted for the deployment's figures (chat.metrics), with ``latency``,
+    seconds since daphne received it. (On Redis the delivery script does it: lua/deliver.lua.)"""
     return recent().append(room, message, latency)
-
-
-def queue_for_storing(room, seq, message):
-    """Send a delivered message to STORE_CHANNEL, where a worker's ``store_messages`` stores it."""
-    stored = {field: message[field] for field in ("handle", "signed_in", "sender", "message", "ts")}
-    stored.update(room=room.name, seq=seq)
-    channel = Channel(STORE_CHANNEL)
-    try:
-        channel.send(stored, immediately=True)
-    except channel.channel_layer.ChannelFull:
-        log.error("message %d of room %r delivered but not stored: %s is full", seq, room.name, STORE_CHANNEL)
 
 
 def forget(room, seq):
@@ -108,7 +97,7 @@ def history_frame(room, since=None):
 
 
 def store(*stored):
-    """Save delivered messages (what ``queue_for_storing`` sent) in one transaction; prune now and
+    """Save delivered messages (what the store queue held) in one transaction; prune now and
     then. Returns the seqs handled, by room name, for ``stored``.
 
     Saving a message twice is harmless: (room, seq) is unique and a repeat is skipped. A
@@ -174,30 +163,15 @@ def _save(stored):
             Message.objects.filter(room=item["room"], seq__lte=item["seq"] - settings.HISTORY_RETENTION).delete()
 
 
-def batches_to_store(channel_layer):
-    """The messages waiting on STORE_CHANNEL, taken STORE_BATCH at a time as each batch is wanted,
-    at most STORE_BATCHES batches."""
+def batches_to_store():
+    """The messages waiting in the store queue, taken STORE_BATCH at a time as each batch is wanted,
+    at most STORE_BATCHES batches: stored together they cost one transaction instead of one each."""
     for _ in range(STORE_BATCHES):
-        batch = waiting_to_be_stored(channel_layer, STORE_BATCH)
+        batch = recent().take(STORE_BATCH)
         if batch:
             yield batch
         if len(batch) < STORE_BATCH:
             return
-
-
-def waiting_to_be_stored(channel_layer, limit):
-    """Up to ``limit`` messages waiting on STORE_CHANNEL, taken without waiting: stored together
-    they cost one transaction instead of one each."""
-    take = getattr(channel_layer, "receive_waiting", None)  # the Redis layers: in one round trip
-    if take is not None:
-        return [content for _, content in take(STORE_CHANNEL, limit)]
-    batch = []
-    while len(batch) < limit:
-        channel, content = channel_layer.receive([STORE_CHANNEL], block=False)
-        if channel is None:
-            break
-        batch.append(content)
-    return batch
 
 
 def _from_row(row):

@@ -75,7 +75,7 @@ def read():
     figures["daphnes"], figures["workers"] = len(daphnes), len(workers)
     if isinstance(counters(), RedisCounters):
         figures["connections"] = {name: count for name, count in figures["connections"].items() if name in daphnes}
-    queues = ["websocket.connect", "websocket.receive", "websocket.disconnect", "http.request", "chat.history",
+    queues = ["websocket.connect", "websocket.receive", "websocket.disconnect", "http.request",
               "chat.store", "chat.sweep"] + [name for name in daphnes if name.endswith("!")]
     # The ASGI statistics extension, where the layer has it (asgi_redis's, the project's).
     figures["queues"] = {channel: layer.channel_statistics(channel)["messages_pending"] for channel in queues} \

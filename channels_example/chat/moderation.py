@@ -47,7 +47,8 @@ def apply(room, action, args, moderator, user):
 
 
 def muted_for(room, handle):
-    """Seconds until ``handle`` may speak in ``room`` again; 0 when it is not muted."""
+    """Seconds until ``handle`` may speak in ``room`` again; 0 when it is not muted (runserver's delivery
+    asks; on Redis the delivery script reads the room's mutes itself)."""
     return max(0.0, mutes().until(room, handle) - time.time())
 
 
@@ -68,7 +69,8 @@ class LocalMutes:
 
 
 class RedisMutes:
-    """Mutes in a Redis hash per room (handle -> until), on the room's server (Room.shard_key)."""
+    """Mutes in a Redis hash per room (handle -> until), on the room's server (Room.shard_key), where
+    the delivery script reads them (lua/deliver.lua)."""
 
     def __init__(self, shards):
         self.shards = shards
@@ -77,10 +79,6 @@ class RedisMutes:
         key = room.key("muted")
         self.shards.client(room.shard_key).pipeline().hset(key, handle, until).expire(
             key, settings.MAX_MUTE_SECONDS).execute()
-
-    def until(self, room, handle):
-        until = self.shards.client(room.shard_key).hget(room.key("muted"), handle)
-        return float(until) if until is not None else 0
 
 
 mutes = PerDeployment(LocalMutes, RedisMutes)

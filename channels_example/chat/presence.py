@@ -25,11 +25,12 @@ Functions here take a ``Room`` (channels_example.chat.rooms), which names the ro
 """
 import logging
 import threading
+from typing import Protocol
 
 from django.conf import settings
 
 from channels_example.backends.shards import PerDeployment
-from channels_example.chat import metrics, protocol
+from channels_example.chat import lua, metrics, protocol
 from channels_example.chat.processes import processes
 from channels_example.layers import gate
 
@@ -119,6 +120,23 @@ def forget_daphne(daphne, swept):
                 daphne, swept)
 
 
+class Members(Protocol):
+    """A room's members: runserver's (LocalMembers) and Redis's (RedisMembers) pass one contract,
+    tests/test_presence.py."""
+
+    def join(self, room, socket: str, handle: str, holder: str):
+        """``(count, number, handles)``, or None when another person holds ``handle`` in the room."""
+
+    def leave(self, room, socket: str):
+        """``(handle, holder, count, number)``, or None when the socket was not a member."""
+
+    def handles(self, room) -> list:
+        """The handles of the room's members now."""
+
+    def next_event(self, room) -> int:
+        """The number of a room event besides joins and leaves (a moderator's), in the same count."""
+
+
 class LocalMembers:
     """Members in this process's memory: for runserver, whose threads share it."""
 
@@ -165,6 +183,9 @@ class LocalMembers:
             return state["number"]
 
 
+JOIN, LEAVE = lua.source("join.lua"), lua.source("leave.lua")
+
+
 class RedisMembers:
     """Members in Redis on the room's server (Room.shard_key), and each daphne's sockets there too."""
 
@@ -179,7 +200,7 @@ class RedisMembers:
         if not indexed:
             self.shards.socket_client(index_key).pipeline().hset(index_key, socket, room.name).expire(
                 index_key, settings.WEBSOCKET_LIFETIME).execute()
-        joined = self._run(self.lua_join, room, [socket, handle, settings.WEBSOCKET_LIFETIME, holder, room.name],
+        joined = self._run(JOIN, room, [socket, handle, settings.WEBSOCKET_LIFETIME, holder, room.name],
                            index_key if indexed else None)
         if joined is None:
             if not indexed:
@@ -190,7 +211,7 @@ class RedisMembers:
 
     def leave(self, room, socket):
         index_key, indexed = self._index(room, socket)
-        left = self._run(self.lua_leave, room, [socket, room.name], index_key if indexed else None)
+        left = self._run(LEAVE, room, [socket, room.name], index_key if indexed else None)
         if not indexed:
             self.shards.socket_client(index_key).hdel(index_key, socket)
         if left is None:
@@ -222,49 +243,6 @@ class RedisMembers:
     def _run(self, source, room, args, index_key=None):
         keys = [room.key("members"), room.key("presence"), room.key("names"), metrics.ROOMS]
         return self.shards.run(source, keys + ([index_key] if index_key else []), args, room.shard_key)
-
-    # KEYS: the room's members hash (socket -> handle), its change counter, its names hash
-    # (handle -> "<sockets> <holder>"), the set of rooms with members (chat.metrics), and
-    # optionally the socket's daphne's index (socket -> room). ARGV: socket, handle, expiry
-    # (s), holder, room name. Nil when another holder has the handle.
-    lua_join = """
-        local held = redis.call('HGET', KEYS[3], ARGV[2])
-        local count = 0
-        if held then
-          local space = string.find(held, ' ')
-          if string.sub(held, space + 1) ~= ARGV[4] then return nil end
-          count = tonumber(string.sub(held, 1, space - 1))
-        end
-        if KEYS[5] then
-          redis.call('HSET', KEYS[5], ARGV[1], ARGV[5])
-          redis.call('EXPIRE', KEYS[5], ARGV[3])
-        end
-        redis.call('HSET', KEYS[3], ARGV[2], (count + 1) .. ' ' .. ARGV[4])
-        redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-        local number = redis.call('INCR', KEYS[2])
-        for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
-        redis.call('SADD', KEYS[4], ARGV[5])
-        local handles = redis.call('HVALS', KEYS[1])
-        return {#handles, number, handles}
-    """
-
-    # KEYS: as for lua_join. ARGV: socket, room name. Returns {handle, holder, count, number};
-    # nil if not a member.
-    lua_leave = """
-        if KEYS[5] then redis.call('HDEL', KEYS[5], ARGV[1]) end
-        local handle = redis.call('HGET', KEYS[1], ARGV[1])
-        if not handle then return nil end
-        redis.call('HDEL', KEYS[1], ARGV[1])
-        local held = redis.call('HGET', KEYS[3], handle) or '1 0 unknown'
-        local space = string.find(held, ' ')
-        local count, holder = tonumber(string.sub(held, 1, space - 1)), string.sub(held, space + 1)
-        if count > 1 then redis.call('HSET', KEYS[3], handle, (count - 1) .. ' ' .. holder)
-        else redis.call('HDEL', KEYS[3], handle) end
-        local number = redis.call('INCR', KEYS[2])
-        local count = redis.call('HLEN', KEYS[1])
-        if count == 0 then redis.call('SREM', KEYS[4], ARGV[2]) end
-        return {handle, holder, count, number}
-    """
 
 
 members = PerDeployment(LocalMembers, RedisMembers)

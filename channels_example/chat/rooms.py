@@ -1,9 +1,9 @@
 """Rooms: which URL paths name a chat room, and ``Room``, which a consumer uses as the 1.x docs use a Group.
 
 ``Room(name).send(message)`` is ``Group("chat-%s" % name).send(...)`` for a chat
-message: buffered until the consumer returns, like any send, and then numbered in the
-room, kept for joiners and stored (channels_example.chat.history), and sent to the
-room's Group. ``join`` and ``leave`` add the room's members (channels_example.chat.presence)
+message: buffered until the consumer returns, like any send, and then (by @in_order and
+the deployment's sequencer, channels_example.chat.sequencers) numbered in the room, kept
+for joiners and stored (channels_example.chat.history), and sent to the room's Group. ``join`` and ``leave`` add the room's members (channels_example.chat.presence)
 to ``add`` and ``discard``. A room's Group name, the prefix of its keys in Redis and the
 server they live on (with its Group's, when the layer is sharded) are decided here and
 nowhere else.
@@ -25,17 +25,15 @@ import base64
 import functools
 import hashlib
 import re
-import time
 import unicodedata
 
-from channels import Channel, Group
+from channels import Group
 from channels.message import pending_message_store
 from django.conf import settings
 
 from channels_example.backends.shards import socket_keys_on
-from channels_example.chat import history, metrics, moderation, presence, protocol
+from channels_example.chat import history, presence, protocol
 from channels_example.chat.protocol import ProtocolError
-from channels_example.layers import gate
 
 DEFAULT_ROOM = "lobby"
 
@@ -138,32 +136,17 @@ class Room:
         if left is not None:
             self.group.send(left)
 
-    def send(self, message, sender=None, immediately=False):
-        """Send a chat message (protocol.chat_message) to the room; inside a consumer, when it returns.
+    def send(self, message, sender=None):
+        """Send a chat message (protocol.chat_message) to the room when the consumer returns, as a
+        Group's send is; @in_order (channels_example.chat.ordering) takes it from channels' buffer and
+        delivers it in the socket's order.
 
         ``sender``: the reply channel of the socket that wrote it, which is told instead if a
         moderator has muted its name here by the time the message is delivered.
         """
-        if immediately or not pending_message_store.active:
-            self.publish(message, sender)
-        else:
-            pending_message_store.append(_Sent(self), {"message": message, "sender": sender})
-
-    def publish(self, message, sender=None):
-        """Number the message, keep it for joiners, deliver it to the room, and queue it for storing;
-        or, if its sender's name is muted here, tell the sender (and nobody else) why not."""
-        if sender is not None:
-            wait = moderation.muted_for(self, message["handle"])
-            if wait:
-                metrics.count_error("muted")
-                Channel(sender).send(protocol.muted_error(wait), immediately=True)
-                return None
-        received_at = message.pop("received_at", None)
-        seq = history.append(self, message, None if received_at is None else time.time() - received_at)
-        self.group.send(gate.live(self.channel_layer, protocol.message_frame(message, seq), history.STREAM, seq),
-                        immediately=True)
-        history.queue_for_storing(self, seq, message)
-        return seq
+        if not pending_message_store.active:
+            raise RuntimeError("Room.send is buffered until its consumer returns: call it in a consumer")
+        pending_message_store.append(_Sent(self), {"message": message, "sender": sender})
 
 
 def socket_keys_with_room(consumer):
@@ -198,7 +181,7 @@ def shard_key_of_path(path):
 
 class _Sent:
     """A chat message a consumer sent to a room, as channels buffers it until the consumer returns:
-    ``kind`` and ``name`` for @in_order (channels_example.chat.ordering), ``send`` for channels."""
+    ``kind`` and ``name`` for @in_order (channels_example.chat.ordering), which takes it out."""
 
     kind = "room"
 
@@ -206,7 +189,7 @@ class _Sent:
         self.room, self.name = room, room.name
 
     def send(self, sent, immediately=True):
-        self.room.publish(sent["message"], sent["sender"])
+        raise RuntimeError("a message to room %r is delivered by @in_order, which this consumer lacks" % self.name)
 
 
 def _name(channel):

@@ -89,7 +89,7 @@ def healthz(request, forward):
 
     timer = reactor.callLater(settings.HEALTH_TIMEOUT, too_late)
     request.notifyFinish().addBoth(lambda _: timer.active() and timer.cancel())
-    if hasattr(layer, "timed_connection"):
+    if hasattr(layer, "consistent_hash"):  # an asgi_redis layer, the project's or its own
         threads.deferToThread(ping, layer, settings.HEALTH_TIMEOUT).addCallback(pinged)
     else:  # runserver's in-memory layer: no Redis to ask
         pinged({})

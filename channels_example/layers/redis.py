@@ -50,9 +50,9 @@ from channels_example.layers.anyshard import AnyShard
 from channels_example.layers.explicit import ExplicitDelivery
 from channels_example.layers.gate import GATE
 from channels_example.layers.groups import Groups
-from channels_example.layers.lists import LUA_CHANSEND, LUA_POPBATCH, LUA_POPGET, expired, message_of
+from channels_example.layers.lists import CHANSEND, POPBATCH, POPGET, expired, message_of
 from channels_example.layers.outbox import Outbox
-from channels_example.layers.scripted import LuaSends
+from channels_example.layers.scripted import LUA_SENDS, LuaSends
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 class FastRedisLayer(Groups, AnyShard, LuaSends, Outbox, ExplicitDelivery):
     """The changes above, mixed into one of asgi_redis's layers (before it in the bases)."""
 
-    extensions = ["groups", "flush", "statistics", "twisted", GATE]
+    extensions = ["groups", "flush", "statistics", "twisted", GATE, LUA_SENDS]
     TARGETS = "__asgi_targets__"
     # Messages daphne takes from its process channel in one round trip.
     BATCH = 100
@@ -357,7 +357,7 @@ class FastRedisLayer(Groups, AnyShard, LuaSends, Outbox, ExplicitDelivery):
 
     ### Lua: the message format in Redis (lists.py) ###
 
-    lua_chansend, lua_popget, lua_popbatch = LUA_CHANSEND, LUA_POPGET, LUA_POPBATCH
+    lua_chansend, lua_popget, lua_popbatch = CHANSEND, POPGET, POPBATCH
 
 
 class RedisChannelLayer(FastRedisLayer, asgi_redis.RedisChannelLayer):

@@ -1,36 +1,28 @@
-"""Sends from inside Redis: Lua functions that write channel messages as the layer would.
+"""Sends from inside Redis: the layer's sends, as Lua functions an application's script may call.
 
 An application that does several steps per message in Redis (number it, keep it, fan it
 out) pays a round trip for each, and on a network each costs far more than the work. With
-these functions it can do them all in one Lua script: the layer hands out their source,
-written for its own configuration (prefix, expiry, capacities, the join gate's tag), and
-the application puts it in front of its own script:
+these functions it does them all in one script: ``lua_sends()`` gives their source
+(lua/push.lua and lua/sends.lua, which say what each function does) and the layer's
+configuration as one JSON argument, which the script hands to ``asgi_setup``. Nothing of the
+configuration is written into the source: one script serves every layer configuration.
 
-    asgi_send(channel, message)            a message (a Lua table) to a channel; false when
-                                           the channel is full (counted in ``dropped``)
-    asgi_group_send(group, message)        to every member of a Group, once per daphne
-                                           process as ``send_group`` does; the members dropped
-    asgi_live(message, stream, number)     the message tagged for the join gate (gate.live)
-    asgi_now()                             Redis's clock: seconds, and milliseconds
-
-Messages are packed with Redis's own cmsgpack, which the layer's ``deserialize`` reads as
-it reads its own. The functions exist only where one script can reach every key it
-writes: a layer on one Redis server (or one Sentinel service), without encryption
-(``symmetric_encryption_keys``: Lua cannot encrypt), whose ``channel_capacity`` patterns
-use only ``*`` and ``?``. ``lua_sends()`` is None otherwise, and the application does
-its steps one by one.
+They exist only where one script can reach every key it writes: a layer on one Redis
+server (or one Sentinel service), without encryption (``symmetric_encryption_keys``: Lua
+cannot encrypt), whose ``channel_capacity`` patterns use only ``*`` and ``?``. ``lua_sends()``
+is None otherwise, and the application makes its sends through the layer's Python API. The
+layer lists LUA_SENDS among its ``extensions``.
 """
+import json
 import logging
 
-from channels_example.layers.lists import LUA_PUSH
+from channels_example.layers import lua
 from channels_example.layers.gate import GATE, TAG
 
 log = logging.getLogger(__name__)
 
-
-def lua_string(text):
-    """``text`` as a Lua string literal."""
-    return '"%s"' % text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+SOURCE = lua.source("push.lua", "sends.lua")
+LUA_SENDS = "lua_sends"  # the layer extension
 
 
 def lua_pattern(glob):
@@ -59,12 +51,13 @@ class LuaSends:
         self._lua_sends = False  # not built yet
 
     def lua_sends(self):
-        """The functions' Lua source for this layer, or None where one script cannot do the sends."""
+        """``(the functions' Lua source, the layer's configuration as JSON)``, or None where one script
+        cannot do the sends."""
         if self._lua_sends is False:
-            self._lua_sends = self._build_lua_sends()
+            self._lua_sends = self._configured()
         return self._lua_sends
 
-    def _build_lua_sends(self):
+    def _configured(self):
         if self.ring_size != 1 or self.crypter is not None:
             return None
         rules = []
@@ -73,78 +66,8 @@ class LuaSends:
             if pattern is None:
                 log.warning("channel_capacity %r is more than * and ?: Lua sends are off", glob)
                 return None
-            rules.append("{%s, %d}" % (lua_string(pattern), capacity))
-        config = {
-            "prefix": lua_string(self.prefix), "expiry": int(self.expiry), "group_expiry": int(self.group_expiry),
-            "capacity": int(self.capacity), "rules": ", ".join(rules), "dropped": lua_string(self.key("dropped")),
-            "gate": "true" if GATE in self.extensions else "false",
-            "tag": lua_string(TAG), "targets": lua_string(self.TARGETS),
-        }
-        return LUA_PUSH + _LUA_SENDS % config
-
-
-_LUA_SENDS = """
-    local ASGI = {prefix = %(prefix)s, expiry = %(expiry)d, group_expiry = %(group_expiry)d,
-                  capacity = %(capacity)d, rules = {%(rules)s}, dropped = %(dropped)s,
-                  gate = %(gate)s, tag = %(tag)s, targets = %(targets)s}
-
-    local function asgi_now()
-      local time = redis.call('TIME')
-      return tonumber(time[1]) + tonumber(time[2]) / 1e6, tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-    end
-
-    local function asgi_capacity(channel)
-      for _, rule in ipairs(ASGI.rules) do
-        if string.match(channel, rule[1]) then return rule[2] end
-      end
-      return ASGI.capacity
-    end
-
-    local function asgi_push(channel, message)
-      return list_push(ASGI.prefix .. channel, cmsgpack.pack(message), ASGI.expiry, asgi_capacity(channel))
-    end
-
-    local function asgi_send(channel, message)
-      local bang = string.find(channel, '!', 1, true)
-      if bang then
-        message['__asgi_channel__'] = channel
-        channel = string.sub(channel, 1, bang)
-      end
-      if asgi_push(channel, message) then return true end
-      redis.call('INCR', ASGI.dropped)
-      return false
-    end
-
-    local function asgi_group_send(group, message)
-      local key = ASGI.prefix .. ':group:' .. group
-      local now = asgi_now()
-      redis.call('ZREMRANGEBYSCORE', key, 0, math.floor(now) - ASGI.group_expiry)
-      local targets, processes = {}, {}
-      for _, member in ipairs(redis.call('ZRANGE', key, 0, -1)) do
-        local bang = string.find(member, '!', 1, true)
-        local process = bang and string.sub(member, 1, bang) or member
-        if not targets[process] then
-          targets[process] = {}
-          table.insert(processes, process)
-        end
-        table.insert(targets[process], member)
-      end
-      local dropped = 0
-      for _, process in ipairs(processes) do
-        local copy = {}
-        for field, value in pairs(message) do copy[field] = value end
-        if string.sub(process, -1) == '!' then
-          copy['__asgi_channel__'] = process
-          copy[ASGI.targets] = targets[process]
-        end
-        if not asgi_push(process, copy) then dropped = dropped + #targets[process] end
-      end
-      if dropped > 0 then redis.call('INCRBY', ASGI.dropped, dropped) end
-      return dropped
-    end
-
-    local function asgi_live(message, stream, number)
-      if ASGI.gate then message[ASGI.tag] = {stream = stream, seq = number} end
-      return message
-    end
-"""
+            rules.append([pattern, capacity])
+        config = {"prefix": self.prefix, "expiry": int(self.expiry), "group_expiry": int(self.group_expiry),
+                  "capacity": int(self.capacity), "rules": rules, "dropped": self.key("dropped"),
+                  "gate": GATE in self.extensions, "tag": TAG, "targets": self.TARGETS}
+        return SOURCE, json.dumps(config)
