@@ -1,7 +1,7 @@
 """How many Redis round trips one chat message (and one connect) costs, and in which process.
 
     .venv/bin/python bench/round_trips.py [--target project] [--messages 200] [--members 10]
-                                          [--connects 100] [--env SCRIPTED_DELIVERY=0]
+                                          [--connects 100] [--env NAME=VALUE]
 
 Starts the target as bench/compare.py does, with Redis behind bench/redis_delay.py (no
 delay unless ``--delay-ms``), which counts round trips by the client's port; the ports

@@ -84,9 +84,10 @@ def test_a_resume_gets_exactly_what_was_missed(production):
 
     async def main():
         async with join(stack.port, "resume", "talker") as talker:
-            await RoomView().until(talker, lambda view: view.history is not None)
+            heard = await RoomView().until(talker, lambda view: view.history is not None)
             for number in range(20):
                 await talker.send("m%d" % number)
+            await heard.until(talker, lambda view: 20 in view.shown)  # all 20 numbered, as a page that showed them
             async with join(stack.port, "resume", "listener", since=5) as back:
                 view = await RoomView().until(back, lambda view: view.history is not None and 20 in view.shown)
         return view
