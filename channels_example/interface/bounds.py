@@ -77,6 +77,15 @@ class BoundedHTTPFactory(HTTPFactory):
         protocol.muted = True  # no disconnect for a connect no worker saw
         handshake.errback(ConnectionDeny(code=503, reason="Connection queue at capacity"))
 
+    def dispatch_reply(self, channel, message):
+        super().dispatch_reply(channel, message)
+        # daphne 1.4.2 sends a text reply only when it is truthy: an empty text frame was dropped,
+        # and the note's echo (channels_example/echo.py) never sent an empty message back.
+        if message.get("text") == "" and not message.get("bytes") and not message.get("close"):
+            protocol = self.reply_protocols.get(channel)
+            if isinstance(protocol, WebSocketProtocol) and protocol.state == protocol.STATE_OPEN:
+                protocol.serverSend("", False)
+
     def buildProtocol(self, addr):
         channel = http.HTTPFactory.buildProtocol(self, addr)
         channel.requestFactory = BoundedWebRequest
