@@ -227,8 +227,9 @@ function showWelcome(frame) {
   }
   rememberRoom();
   chat.members = new Map();
+  var signedIn = new Set((Array.isArray(frame.members_signed_in) ? frame.members_signed_in : []).map(String));
   (Array.isArray(frame.members) ? frame.members : []).forEach(function (handle) {
-    countMember(String(handle), 1);
+    countMember(String(handle), 1, signedIn.has(String(handle)));
   });
   countMember(chat.handle, 0, chat.signedIn);
   showMembers(Array.isArray(frame.members) ? frame.members.length : 0);
@@ -290,7 +291,7 @@ function showPresence(frame) {
 }
 
 /* Count a socket in (change 1) or out (-1) under a handle; ``account``, when given, is
- * what the server said of it. The welcome's members come without it: they stay unmarked. */
+ * what the server said of it (a join event's signed_in, the welcome's members_signed_in). */
 function countMember(handle, change, account) {
   var member = chat.members.get(handle) || {times: 0, account: false};
   member.times += change;

@@ -255,8 +255,8 @@ def test_an_example_with_a_field_too_many_or_too_few_an_unknown_code_or_not_json
         else:
             found += [(line, problem.split(":")[0]) for problem in docfacts.client_frame_problems(value, parse_text)]
     assert found == [
-        (3, "a frame of type 'welcome' has the fields ['handle', 'members', 'room', 'sender', 'signed_in', 'staff', "
-            "'type'], not ['handle', 'members', 'room', 'signed_in', 'staff', 'type']"),
+        (3, "a frame of type 'welcome' has the fields ['handle', 'members', 'members_signed_in', 'room', 'sender', "
+            "'signed_in', 'staff', 'type'], not ['handle', 'members', 'room', 'signed_in', 'staff', 'type']"),
         (4, "a frame of type 'message' has the fields ['handle', 'message', 'room', 'sender', 'seq', 'signed_in', "
             "'ts', 'type'], not ['edited', 'handle', 'message', 'room', 'sender', 'seq', 'signed_in', 'ts', 'type']"),
         (6, "no error frame has the code 'too_loud'"),

@@ -62,7 +62,8 @@ def test_welcome_and_event_frames(members):
     ann = Speaker("ann", True, True, "user:7")
     welcome, event = presence.join(LOBBY, "daphne.response.A!1", ann)
     assert json.loads(welcome["text"]) == {"type": "welcome", "room": "lobby", "handle": "ann", "signed_in": True,
-                                           "staff": True, "sender": ann.sender, "members": ["ann"]}
+                                           "staff": True, "sender": ann.sender, "members": ["ann"],
+                                           "members_signed_in": []}
     assert json.loads(event["text"]) == {"type": "presence", "room": "lobby", "event": "join", "handle": "ann",
                                          "signed_in": True, "members": 1}
     left = presence.leave(LOBBY, "daphne.response.A!1")
