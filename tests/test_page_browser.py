@@ -700,6 +700,9 @@ def test_a_signed_in_user_is_marked_beside_a_guest_who_cannot_take_the_name(runs
     expect(ann.locator(".message")).to_have_class([OWN, NOT_OWN])
     expect(bob.locator(".message")).to_have_class([NOT_OWN, OWN])
     expect(bob.locator("#members .member:has(.account-mark) .name")).to_have_text(["ann"])
+    # Someone joining now sees the mark too: the welcome says who of those present is signed in.
+    carol = open_room(new_page(), runserver.port, "lobby", "carol")
+    expect(carol.locator("#members .member:has(.account-mark) .name")).to_have_text(["ann"])
     expect(bob.locator("#status")).to_have_text("bob in lobby (guest)")
     # The server decides a signed-in person's name: the join form shows it, not to be edited.
     expect(ann.locator("#handle")).to_have_value("ann")

@@ -60,9 +60,9 @@ def join(room, socket, speaker):
     if joined is None:
         raise protocol.ProtocolError("handle_in_use", "someone else in %s is called %s: choose another name"
                                      % (room.name, speaker.handle))
-    count, number, handles = joined
+    count, number, handles, signed_in = joined
     layer = room.channel_layer
-    welcome = gate.snapshot(layer, protocol.welcome(room.name, speaker, handles), STREAM, number)
+    welcome = gate.snapshot(layer, protocol.welcome(room.name, speaker, handles, signed_in), STREAM, number)
     event = protocol.presence(room.name, "join", speaker.handle, count, speaker.signed_in)
     return welcome, gate.live(layer, event, STREAM, number)
 
@@ -127,7 +127,7 @@ class LocalMembers:
         self._rooms = {}
 
     def join(self, room, socket, handle, holder):
-        """``(count, number, handles)``, or None when another person holds ``handle`` in the room."""
+        """``(count, number, handles, signed-in handles)``, or None when another person holds ``handle`` in the room."""
         with self._lock:
             state = self._rooms.setdefault(room.name, {"members": {}, "names": {}, "number": 0})
             held = state["names"].get(handle)
@@ -137,7 +137,8 @@ class LocalMembers:
             state["members"][socket] = handle
             state["number"] += 1
             metrics.counters().room(room.name, True)
-            return len(state["members"]), state["number"], list(state["members"].values())
+            signed_in = [name for name, (_, held_by) in state["names"].items() if held_by.startswith("1 ")]
+            return len(state["members"]), state["number"], list(state["members"].values()), signed_in
 
     def leave(self, room, socket):
         """``(handle, holder, count, number)``, or None when the socket was not a member."""
@@ -185,8 +186,8 @@ class RedisMembers:
             if not indexed:
                 self.shards.socket_client(index_key).hdel(index_key, socket)
             return None
-        count, number, handles = joined
-        return count, number, [value.decode("utf-8") for value in handles]
+        count, number, handles, signed_in = joined
+        return count, number, [value.decode("utf-8") for value in handles], [value.decode("utf-8") for value in signed_in]
 
     def leave(self, room, socket):
         index_key, indexed = self._index(room, socket)
@@ -226,7 +227,8 @@ class RedisMembers:
     # KEYS: the room's members hash (socket -> handle), its change counter, its names hash
     # (handle -> "<sockets> <holder>"), the set of rooms with members (chat.metrics), and
     # optionally the socket's daphne's index (socket -> room). ARGV: socket, handle, expiry
-    # (s), holder, room name. Nil when another holder has the handle.
+    # (s), holder, room name. Returns {count, number, handles, signed-in handles}; nil when
+    # another holder has the handle.
     lua_join = """
         local held = redis.call('HGET', KEYS[3], ARGV[2])
         local count = 0
@@ -245,7 +247,11 @@ class RedisMembers:
         for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
         redis.call('SADD', KEYS[4], ARGV[5])
         local handles = redis.call('HVALS', KEYS[1])
-        return {#handles, number, handles}
+        local names, signed_in = redis.call('HGETALL', KEYS[3]), {}
+        for i = 1, #names, 2 do
+          if string.match(names[i + 1], '^%d+ 1 ') then signed_in[#signed_in + 1] = names[i] end
+        end
+        return {#handles, number, handles, signed_in}
     """
 
     # KEYS: as for lua_join. ARGV: socket, room name. Returns {handle, holder, count, number};
