@@ -59,6 +59,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # /static/: the project's files and the admin's, from STATIC_ROOT (from the apps' folders under
+    # DEBUG). Every HTTP request in channels 1.x goes through a worker, so that is where they are served.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "channels_example.middleware.security_headers",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -134,8 +137,10 @@ USE_L10N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_DIR = os.path.join(BASE_DIR, "static")
-STATICFILES_DIRS = [STATIC_DIR]
+STATICFILES_DIRS = [os.path.join(BASE_DIR, "static")]
+# `manage.py collectstatic` gathers the project's files and the admin's here (scripts/prod and the
+# README's by-hand block run it); a proxy in front may serve this folder itself (docs/security.md).
+STATIC_ROOT = os.path.join(BASE_DIR, "staticfiles")
 
 # The seed's CHANNEL_LAYERS block, and every limit, capacity and timeout of the chat:
 # each has one home here, read by daphne, the layer and the workers alike.

@@ -1,9 +1,7 @@
-from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path, re_path
+from django.urls import path
 from django.views.decorators.http import require_POST
-from django.views.static import serve
 
 from channels_example import accounts, monitoring, views
 
@@ -22,7 +20,4 @@ urlpatterns = [
     path("status.json", monitoring.status_json, name="status-json"),
     # Django's admin: users, stored messages, moderators' actions (manage.py createsuperuser).
     path("admin/", admin.site.urls),
-    # The page's one JS and one CSS file, served by the workers even with DEBUG off so the
-    # production topology needs no other server; behind a real proxy, serve them there.
-    re_path(r"^static/(?P<path>.*)$", serve, {"document_root": settings.STATIC_DIR}),
 ]

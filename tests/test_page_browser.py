@@ -127,6 +127,22 @@ def chat_both_ways(port, new_page):
     assert abs(stamp - time.time()) < 60
 
 
+def test_under_daphne_and_workers_the_admin_and_the_chat_page_are_styled(production, page):
+    port = production(workers=1).port
+    stylesheets = []
+    page.on("response", lambda response: stylesheets.append((urlsplit(response.url).path, response.status))
+            if response.request.resource_type == "stylesheet" else None)
+
+    page.goto("http://127.0.0.1:%d/admin/login/" % port)
+    # Django admin's base.css colours its header: the stylesheet was served and applied.
+    expect(page.locator("#header")).to_have_css("background-color", "rgb(65, 118, 144)")
+    page.goto("http://127.0.0.1:%d/" % port)
+    expect(page.locator(".top")).to_have_css("display", "flex")  # chat.css lays the header out
+
+    assert ("/static/admin/css/base.css", 200) in stylesheets, stylesheets
+    assert ("/static/chat.css", 200) in stylesheets, stylesheets
+
+
 def test_a_page_in_another_room_sees_nothing_of_it(runserver, new_page):
     ann = open_room(new_page(), runserver.port, "general", "ann")
     bob = open_room(new_page(), runserver.port, "general", "bob")
