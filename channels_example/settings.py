@@ -64,6 +64,9 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "channels_example.middleware.security_headers",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The reader's language: their choice (the switch on each page, kept in the session and a
+    # cookie), else their browser's Accept-Language, else English.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -101,6 +104,7 @@ TEMPLATES = [
             "context_processors": [
                 "django.template.context_processors.debug",
                 "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
@@ -130,7 +134,12 @@ else:
     raise ImproperlyConfigured("DATABASE_URL must be sqlite:///path or postgres://user:password@host:port/name, "
                                "not %r." % os.environ["DATABASE_URL"])
 
-LANGUAGE_CODE = "en-us"
+# The pages, the page's script (through the JavaScript catalogue at /jsi18n/) and Django's own
+# pages (accounts, admin) speak English and Simplified Chinese. The translations are the .po
+# files in locale/, compiled by the set-up (scripts/_setup.sh); dates and times are the reader's.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [os.path.join(BASE_DIR, "locale")]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_L10N = True

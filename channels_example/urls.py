@@ -1,17 +1,22 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
-from django.views.decorators.http import require_POST
+from django.views.i18n import JavaScriptCatalog
 
 from channels_example import accounts, monitoring, views
 
 urlpatterns = [
     path("", views.index, name="index"),
+    # The reader's language: the switch on each page posts here; the page's script gets its
+    # translations from the catalogue.
+    path("i18n/setlang/", views.set_language, name="set_language"),
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("seed/", views.seed, name="seed"),
     # Django's own accounts (channels_example/accounts.py). Logging out takes a POST: Django
-    # 2.2's LogoutView logs out on a GET too, which any page could make a browser send.
+    # 2.2's LogoutView logs out on a GET too, which any page could make a browser send; a GET
+    # gets a page with the button instead (views.logout).
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", require_POST(auth_views.LogoutView.as_view()), name="logout"),
+    path("accounts/logout/", views.logout, name="logout"),
     path("accounts/signup/", accounts.signup, name="signup"),
     # Operations (docs/operations.md). daphne answers /healthz itself when no worker does.
     path("healthz", monitoring.healthz, name="healthz"),

@@ -84,6 +84,13 @@ ensure_venv() {
   fi
   say "using Python $("$VENV/bin/python" -c 'import platform; print(platform.python_version())') ($(readlink -f "$VENV/bin/python")) in $(basename "$VENV")"
   export PATH="$VENV/bin:$PATH"
+  compile_translations
+}
+
+# compile_translations: locale/*/LC_MESSAGES/*.po into the .mo files Django reads, with Babel's
+# pybabel (a pinned requirement). Less than a second, so every set-up does it.
+compile_translations() {
+  pybabel --quiet compile --directory locale --domain "django djangojs"
 }
 
 # ensure_debian COMMAND PACKAGE: apt-get install PACKAGE when COMMAND is missing.

@@ -44,6 +44,9 @@ def open_room(page, port, room, handle, connected=True):
 
 
 def say(page, text):
+    """Type ``text`` and press Enter, once the message before it is no longer being sent (as a person
+    types the next message once the box has emptied)."""
+    expect(page.locator("#send")).not_to_have_attribute("data-state", "sending")
     page.fill("#message", text)
     page.press("#message", "Enter")
 
@@ -182,6 +185,7 @@ def test_chinese_room_name_and_text_through_the_join_form_and_the_room_link(runs
     guest.keyboard.press("Enter")
     expect(guest.locator("#status")).to_have_text("小红 in 聊天室 (guest)", timeout=CONNECT_TIMEOUT)
     say(xiaoming, "你好，世界")
+    expect(texts(guest)).to_have_text(["你好，世界"])  # two senders' messages are ordered by the room, not by who typed first
     say(guest, "你好，小明")
 
     for page in (xiaoming, guest):
@@ -204,28 +208,63 @@ def test_markup_in_a_message_handle_or_room_shows_as_text(runserver, new_page):
     assert dialogs == []
 
 
-def test_server_error_frames_show_inline_and_the_chat_goes_on(runserver, new_page):
+def paste(page, text):
+    """Paste ``text`` into the message box, as Ctrl+V does (a paste event with the clipboard's text)."""
+    page.focus("#message")
+    page.eval_on_selector("#message", """(box, text) => {
+        const clipboard = new DataTransfer();
+        clipboard.setData("text/plain", text);
+        const pasted = new ClipboardEvent("paste", {clipboardData: clipboard, cancelable: true});
+        if (box.dispatchEvent(pasted)) document.execCommand("insertText", false, text);
+    }""", text)
+
+
+def test_a_refused_message_stays_in_the_box_with_the_reason_beside_it_and_the_chat_goes_on(runserver, new_page):
     ann = open_room(new_page(), runserver.port, "lobby", "ann")
     bob = open_room(new_page(), runserver.port, "lobby", "bob")
     dialogs = record_dialogs(ann)
 
-    say(ann, "x" * 2001)
     say(ann, "   ")
+    expect(ann.locator("#send-error")).to_have_text("The message is empty: type something to send.")
+    expect(ann.locator("#message")).to_have_value("   ")
     say(ann, "still here")
 
-    errors = ann.locator(".note.error")
-    expect(errors).to_have_text([re.compile("at most 2000 characters"), "the message is empty"])
     expect(texts(bob)).to_have_text(["still here"])
     expect(texts(ann)).to_have_text(["still here"])
-    expect(bob.locator(".note.error")).to_have_count(0)
+    expect(ann.locator("#send-error")).to_be_hidden()
+    expect(ann.locator("#message")).to_have_value("")
     expect(ann.locator("#status")).to_have_attribute("data-state", "connected")
     assert dialogs == []
 
 
+@pytest.mark.parametrize("size", [2001, 200 * 1024, 300 * 1024], ids=["2001-characters", "200-KB", "300-KB"])
+def test_a_paste_too_long_to_send_is_kept_whole_and_refused_by_the_page_before_it_is_sent(runserver, page, size):
+    sent = []
+    page.on("websocket", lambda socket: socket.on("framesent", lambda frame: sent.append(frame)))
+    open_room(page, runserver.port, "lobby", "ann")
+    text = "长" * size
+
+    paste(page, text)
+    expect(page.locator("#send-error")).to_have_text(
+        "%s characters: at most 2,000. Shorten it, or send it in parts." % format(size, ","))
+    page.press("#message", "Enter")
+
+    expect(page.locator("#message")).to_have_value(text)  # whole: the browser's maxlength would cut it
+    expect(page.locator("#send-error")).to_be_visible()
+    say(page, "a short one")  # the socket stayed open: nothing too large was sent
+    expect(texts(page)).to_have_text(["a short one"])
+    assert sent == ['{"message":"a short one"}']
+
+
+ROOM_REFUSED = ("“%s” cannot be a room: a room name has 1 to 100 characters, no “/”, no control characters and no "
+                "spaces at either end. Choose another. The page will not retry by itself.")
+
+
 @pytest.mark.parametrize("room, handle, reason", [
-    ("a/b", "ann", "a room name is one path segment, not 'a/b'"),
-    ("r" * 101, "ann", "a room name has at most 100 characters, not 101"),
-    ("lobby", "h" * 33, "a handle has 1 to 32 characters"),
+    ("a/b", "ann", ROOM_REFUSED % "a/b"),
+    ("r" * 101, "ann", ROOM_REFUSED % ("r" * 101)),
+    ("lobby", "h" * 33, "“%s” cannot be a name: 1 to 32 characters, at least one of them visible, and no control "
+                        "characters. Choose another. The page will not retry by itself." % ("h" * 33)),
 ], ids=["room-with-a-slash", "room-of-101-characters", "handle-of-33-characters"])
 def test_refused_connection_shows_the_reason_and_is_not_retried(runserver, page, room, handle, reason):
     sockets = []
@@ -235,7 +274,11 @@ def test_refused_connection_shows_the_reason_and_is_not_retried(runserver, page,
     open_room(page, runserver.port, room, handle, connected=False)
     expect(page.locator("#status")).to_have_attribute("data-state", "refused", timeout=CONNECT_TIMEOUT)
     expect(page.locator("#status")).to_have_text("refused")
-    expect(page.locator(".note.error")).to_have_text([reason])
+    expect(page.locator("#join-error")).to_have_text(reason)
+    # The refused room is nobody's current room: no header, no link, not in the page's address.
+    expect(page.locator("#room-name")).to_have_text("")
+    expect(page.locator("#share")).to_be_hidden()
+    expect(page).to_have_url("http://127.0.0.1:%d/" % runserver.port)
     # Let a minute pass on the page's clock: longer than any backoff would wait.
     page.clock.run_for(60000)
 
@@ -646,7 +689,7 @@ def test_seed_test_link_shows_hello_world_in_the_page(runserver, page):
 def test_the_note_echo_path_is_not_joined_as_a_room_and_the_page_says_why(runserver, page):
     page.goto("http://127.0.0.1:%d/?%s" % (runserver.port, urlencode({"room": "channels_example", "handle": "ann"})))
 
-    expect(page.locator(".note.error")).to_have_text(
+    expect(page.locator("#join-error")).to_have_text(
         "channels_example is the study note's echo (its test page, /seed/), not a room: pick another room")
     expect(page.locator("#status")).to_have_attribute("data-state", "idle")
     page.fill("#room", "lobby")
@@ -727,7 +770,8 @@ def test_a_signed_in_user_is_marked_beside_a_guest_who_cannot_take_the_name(runs
 
     squatter = open_room(new_page(), runserver.port, "lobby", "ann", connected=False)
     expect(squatter.locator("#status")).to_have_attribute("data-state", "refused", timeout=CONNECT_TIMEOUT)
-    expect(squatter.locator(".note.error")).to_have_text(["ann is a registered name: sign in as ann, or choose another"])
+    expect(squatter.locator("#join-error")).to_have_text(
+        "“ann” is an account's name: log in to use it, or choose another name. The page will not retry by itself.")
 
 
 def test_a_message_is_ones_own_by_who_sent_it_not_by_its_name(runserver, new_page):
@@ -815,7 +859,9 @@ def test_staff_delete_a_message_for_everyone_and_mute_a_member(runserver, new_pa
     expect(spammer.locator(".note.moderation").last).to_have_text("mod muted you here for 5 min")
     expect(mod.locator(".note.moderation").last).to_have_text("mod muted spammer here for 5 min")
     say(spammer, "can you hear me?")
-    expect(spammer.locator(".note.error")).to_have_text(["not sent: a moderator muted you here, 5 min to go"])
+    expect(spammer.locator("#send-error")).to_have_text(
+        "A moderator muted you here: this message was not sent. You can write again in 5 min.")
+    expect(spammer.locator("#message")).to_have_value("can you hear me?")
     say(mod, "quiet now")
     expect(texts(spammer)).to_have_text(["before", "after", "quiet now"])
     expect(texts(mod)).to_have_text(["before", "after", "quiet now"])
@@ -826,8 +872,7 @@ def test_with_guests_turned_away_a_guest_is_asked_to_sign_in_and_not_retried(sta
     open_room(page, server.port, "lobby", "bob", connected=False)
 
     expect(page.locator("#status")).to_have_attribute("data-state", "refused", timeout=CONNECT_TIMEOUT)
-    expect(page.locator(".note.error")).to_have_text(["sign in to chat here: guests are not admitted"])
-    expect(page.locator(".note").last).to_have_text(re.compile("^log in or sign up to chat here"))
+    expect(page.locator("#join-error")).to_have_text("Guests cannot chat here: log in or sign up, then join.")
 
 
 def test_a_page_signed_out_in_another_tab_before_it_joined_says_so_and_joins_as_a_guest(runserver, new_page):
