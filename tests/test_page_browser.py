@@ -896,3 +896,137 @@ def test_a_page_signed_out_in_another_tab_before_it_joined_says_so_and_joins_as_
     expect(first.locator(".note.alert")).to_have_text([re.compile("^you were signed out before this page joined")])
     expect(first.locator("#account")).to_have_attribute("data-signed-in", "0")
     expect(first.locator("#handle")).to_be_editable()
+
+
+# ---------------------------------------------------------------- what a person typed is never lost
+
+NOT_JOINED = {"en": "Not sent: this connection is in no room any more. Join the room again, then send it.",
+              "zh-CN": "没有发出：这个连接已不在任何房间里。重新加入房间，再发送。"}
+TOO_LARGE = {"en": "Not sent: the server closed the connection because this message was too large. Shorten it, "
+                   "then send it again.",
+             "zh-CN": "没有发出：这条消息太大，服务器关闭了连接。请删短一些再发送。"}
+TOO_FAST = {"en": "Not sent: the server closed the connection because messages came too fast. Send it again once "
+                  "reconnected.",
+            "zh-CN": "没有发出：消息来得太快，服务器关闭了连接。重新连接后再发送。"}
+RATE_LIMITED = {"en": "Too many messages at once: this one was not sent. Send it again in ",
+                "zh-CN": "一下子发得太多了：这条没有发出。"}
+LOST = {"en": "Not sent: the connection was lost. It is still here: send it again once reconnected.",
+        "zh-CN": "没有发出：连接断开了。消息还在这里：重新连接后再发送。"}
+LANGUAGES = ["en", "zh-CN"]
+
+
+def answering(page, refuse):
+    """Route the page's room socket through to the server, but answer a frame whose message is
+    "refuse me" with ``refuse(route)`` instead of passing it on."""
+    def handler(route):
+        server = route.connect_to_server()
+
+        def from_page(message):
+            if json.loads(message).get("message") == "refuse me":
+                refuse(route)
+            else:
+                server.send(message)
+
+        route.on_message(from_page)
+
+    page.route_web_socket(re.compile(r"/lobby/"), handler)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("refuse, reason", [
+    (lambda route: route.send(json.dumps({"type": "error", "code": "not_joined", "detail": "this socket is in no room"})),
+     NOT_JOINED),
+    (lambda route: route.close(code=1009, reason="message too big"), TOO_LARGE),
+    (lambda route: route.close(code=1008, reason="rate limit: too many frames, too fast"), TOO_FAST),
+], ids=["not-joined", "closed-1009", "closed-1008"])
+def test_a_refused_or_closed_send_leaves_the_text_in_the_box_with_the_reason(runserver, new_page, language, refuse,
+                                                                             reason):
+    page = new_page(locale=language)
+    answering(page, refuse)
+    open_room(page, runserver.port, "lobby", "ann")
+
+    say(page, "refuse me")
+
+    expect(page.locator("#send-error")).to_have_text(reason[language])
+    expect(page.locator("#message")).to_have_value("refuse me")
+    expect(texts(page)).to_have_count(0)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_message_over_the_rate_keeps_its_text_and_says_when_to_send_again(start_runserver, new_page, language):
+    server = start_runserver(CHAT_RATE_LIMIT="0.2/s:1")
+    page = open_room(new_page(locale=language), server.port, "lobby", "ann")
+
+    say(page, "one")
+    say(page, "two")
+
+    expect(page.locator("#send-error")).to_contain_text(RATE_LIMITED[language])
+    expect(page.locator("#message")).to_have_value("two")
+    expect(texts(page)).to_have_text(["one"])
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_message_sent_as_the_connection_drops_stays_and_is_sent_after_the_reconnect(
+        restartable_server, new_page, language):
+    page = open_room(new_page(locale=language), restartable_server.port, "lobby", "ann")
+    restartable_server.stop()
+    expect(page.locator("#status")).to_have_attribute("data-state", "reconnecting")
+
+    say(page, "typed while away")
+    expect(page.locator("#message")).to_have_value("typed while away")
+    restartable_server.start()
+    expect(page.locator("#status")).to_have_attribute("data-state", "connected", timeout=RECONNECT_TIMEOUT)
+    expect(page.locator("#message")).to_have_value("typed while away")
+    page.press("#message", "Enter")
+
+    expect(texts(page)).to_have_text(["typed while away"])
+    expect(page.locator("#message")).to_have_value("")
+
+
+def test_a_lost_connection_under_a_pending_message_keeps_it_and_says_so(runserver, new_page):
+    page = new_page()
+    answering(page, lambda route: route.close(code=1011, reason="gone"))
+    open_room(page, runserver.port, "lobby", "ann")
+
+    say(page, "refuse me")
+
+    expect(page.locator("#send-error")).to_have_text(LOST["en"])
+    expect(page.locator("#message")).to_have_value("refuse me")
+
+
+# ---------------------------------------------------------------- a layer with no exactness at join
+
+def fake_room(page, frames_after_welcome):
+    """Serve the page's room socket from the test: a welcome, then ``frames_after_welcome`` as given."""
+    def handler(route):
+        route.send(json.dumps({"type": "welcome", "room": "lobby", "handle": "ann", "signed_in": False, "staff": False,
+                               "sender": "ann-id", "members": ["ann"], "members_signed_in": []}))
+        for frame in frames_after_welcome:
+            route.send(json.dumps(frame))
+
+    page.route_web_socket(re.compile(r"/lobby/"), handler)
+
+
+def chat_message(seq, text):
+    return {"type": "message", "room": "lobby", "handle": "bob", "signed_in": False, "sender": "bob-id",
+            "message": text, "ts": 1764000000000 + seq, "seq": seq}
+
+
+def history(*messages):
+    return {"type": "history", "room": "lobby", "messages": list(messages), "upto": max(m["seq"] for m in messages)}
+
+
+@pytest.mark.parametrize("frames", [
+    [history(chat_message(1, "one"), chat_message(2, "two")), chat_message(2, "two"), chat_message(3, "three"),
+     chat_message(3, "three")],
+    [chat_message(3, "three"), history(chat_message(1, "one"), chat_message(2, "two"))],
+    [history(chat_message(1, "one")), chat_message(3, "three"), chat_message(2, "two")],
+    [chat_message(3, "three"), chat_message(2, "two"), history(chat_message(1, "one"), chat_message(2, "two"))],
+], ids=["duplicates", "live-before-history", "out-of-order", "all-at-once"])
+def test_the_page_shows_each_message_once_in_seq_order_whatever_order_the_frames_come_in(runserver, page, frames):
+    fake_room(page, frames)
+
+    open_room(page, runserver.port, "lobby", "ann")
+
+    expect(texts(page)).to_have_text(["one", "two", "three"])
+    assert [seq for seq, _ in shown(page)] == [1, 2, 3]
