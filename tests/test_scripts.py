@@ -102,3 +102,15 @@ def test_switching_between_scripts_test_and_scripts_run_installs_nothing(set_up_
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("==> using Python") == 3, done.stderr
     assert not re.search(r"installing|creating", done.stderr), done.stderr
+
+
+def test_scripts_run_with_a_redis_url_nothing_answers_stops_at_once_saying_so(set_up_venv):
+    port = free_port()
+    done = subprocess.run([os.path.join(SCRIPTS, "run")], env=scripts_env(
+        PORT=str(free_port()), REDIS_URL="redis://default:secret@127.0.0.1:%d/0" % port),
+        capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 1
+    assert "REDIS_URL redis://127.0.0.1:%d/0 does not answer" % port in done.stderr
+    assert "unset REDIS_URL" in done.stderr and "secret" not in done.stderr
+    assert "chat at" not in done.stderr
