@@ -64,7 +64,7 @@ ensure_venv() {
   local requirements="$1" pins installed
   choose_python
   VENV="$ROOT/.venv-$PYTHON_VERSION"
-  pins="$(cat requirements.txt constraints.txt tests/requirements.txt | sha256sum | cut -c1-16)"
+  pins="$(cat requirements.txt constraints.txt tests/requirements.txt scripts/requirements.txt | sha256sum | cut -c1-16)"
   if [ ! -x "$VENV/bin/python" ]; then
     say "creating $VENV"
     "$PYTHON_BIN" -m venv --clear "$VENV"

@@ -33,7 +33,8 @@ def set_up_venv():
     """scripts/_setup.sh's venv for this Python, installed for the tests with the current pins."""
     venv = os.path.join(ROOT, ".venv-%d.%d" % sys.version_info[:2])
     pins = hashlib.sha256(b"".join(open(os.path.join(ROOT, name), "rb").read() for name in
-                                   ("requirements.txt", "constraints.txt", "tests/requirements.txt"))).hexdigest()[:16]
+                                   ("requirements.txt", "constraints.txt", "tests/requirements.txt",
+                                    "scripts/requirements.txt"))).hexdigest()[:16]
     try:
         installed = open(os.path.join(venv, ".installed"), encoding="utf-8").read().split()
     except FileNotFoundError:
