@@ -9,11 +9,11 @@ The docs' conventions, which this enforces:
   tool's own requirements (websockets: scripts/requirements.txt; the benchmarks':
   bench/requirements.txt) fails there unless the document installs them first, as a user
   would have to. The environment is a fresh shell's on a machine set up by scripts/test:
-  no venv on PATH, and none of the variables settings.py reads (nor WORKERS, SHARDS) set. Port 8000 in it becomes a free port, and so does 6379, the
-  Redis port a user types, each the same in every block of one document; PORT is set to
-  the first, as scripts/run and scripts/prod listen on PORT, 8000 when it is unset. It
-  must exit 0, leave no process of its own running, and leave ``git status --porcelain``
-  as it found it.
+  no venv on PATH, and none of the variables settings.py reads (nor HOST, WORKERS,
+  SHARDS) set. Port 8000 in it becomes a free port, and so does 6379, the Redis port a
+  user types, each the same in every block of one document; PORT is set to the first, as
+  scripts/run and scripts/prod listen on PORT, 8000 when it is unset. It must exit 0,
+  leave no process of its own running, and leave ``git status --porcelain`` as it found it.
 * ``<!-- doc-test: server -->`` on the line just before the fence: the block starts a
   server in the foreground (scripts/run, scripts/prod, daphne ...). It is started in the
   background, in a process group of its own, and waited for until
@@ -61,7 +61,7 @@ STOP_SECONDS = 15
 # The ports the docs write, each replaced by a free one (not inside a longer number).
 PORTS = {"8000": re.compile(r"(?<!\d)8000(?!\d)"), "6379": re.compile(r"(?<!\d)6379(?!\d)")}
 # Besides what settings.py reads: the scripts' own variables.
-SCRIPT_VARIABLES = {"PORT", "WORKERS", "SHARDS", "DJANGO_SETTINGS_MODULE"}
+SCRIPT_VARIABLES = {"PORT", "HOST", "WORKERS", "SHARDS", "DJANGO_SETTINGS_MODULE"}
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\s]*)[^`]*$")
 MARKER = re.compile(r"^[ \t]*<!--[ \t]*doc-test:[ \t]*(?P<directive>.*?)[ \t]*-->[ \t]*$")
