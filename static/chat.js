@@ -216,6 +216,7 @@ function showMessage(frame, fromHistory) {
   var who = element("span", "who");
   who.appendChild(element("span", "handle", String(frame.handle)));
   if (frame.signed_in === true) who.appendChild(accountMark());
+  if (own) who.appendChild(element("span", "you", " " + gettext("(you)")));
   meta.appendChild(who);
   if (typeof frame.ts === "number") {
     var sent = new Date(frame.ts);

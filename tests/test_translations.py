@@ -8,7 +8,7 @@ Babel's pybabel (scripts/_setup.sh). What is checked here, in CI on every Python
   copy, finds nothing new), and every one is translated, none fuzzy;
 * the catalogues compile, with the same placeholders in each translation as in its message;
 * the page translates every error code the server sends (tests/docfacts.py reads them from
-  the code), by its code;
+  the code), by its code, and its stylesheet writes no words of its own;
 * a reader's Accept-Language, or their choice on the switch, picks the language.
 """
 import json
@@ -92,6 +92,12 @@ def refusal_codes():
     script = (ROOT / "static" / "chat.js").read_text(encoding="utf-8")
     body = re.search(r"\nfunction refusal\(.*?\n}\n", script, re.S).group(0)
     return set(re.findall(r'case "(\w+)":', body))
+
+
+def test_the_stylesheet_writes_no_words_the_catalogues_would_not_translate():
+    """CSS ``content`` can only say the same thing in every language: marks and punctuation, no words."""
+    contents = re.findall(r"""content:\s*(["'])(.*?)\1""", (ROOT / "static" / "chat.css").read_text(encoding="utf-8"))
+    assert [text for _, text in contents if re.search(r"[^\W\d_]", text)] == []
 
 
 def test_the_page_has_words_for_every_error_code_the_server_sends():
