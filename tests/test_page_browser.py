@@ -5,8 +5,9 @@ Python WebSocket clients from tests.chatclient talk alongside the pages there).
 Each test waits on what the page shows (Playwright's expect), never on the clock.
 People with accounts sign up, log in and log out through the account pages as a
 person does; a staff member is made with `manage.py shell`, as an admin would.
-test_a_signed_in_user_and_a_guest_make_the_screenshot makes the README's picture; it
-replaces docs/screenshot.png only when UPDATE_SCREENSHOT=1 (the times in it change every run).
+test_a_signed_in_user_and_a_guest_make_the_screenshot makes the READMEs' pictures, one per
+language; it replaces docs/screenshot.png and docs/screenshot.zh-CN.png only when
+UPDATE_SCREENSHOT=1 (the times in them change every run).
 """
 import contextlib
 import json
@@ -30,7 +31,13 @@ from tests.servers import ROOT, Process, free_port, manage
 CONNECT_TIMEOUT = 15000
 RECONNECT_TIMEOUT = 30000
 XSS = "<img src=x onerror=alert(1)>"
-SCREENSHOT = os.path.join(ROOT, "docs", "screenshot.png")
+# The page's languages, as a browser's locale asks for them.
+LANGUAGES = ["en", "zh-CN"]
+# Django's language code for each browser locale: the switch's lang attribute.
+LANGUAGE_CODES = {"en": "en", "zh-CN": "zh-hans"}
+SCREENSHOTS = {"en": os.path.join(ROOT, "docs", "screenshot.png"),
+               "zh-CN": os.path.join(ROOT, "docs", "screenshot.zh-CN.png")}
+SIGNED_IN = {"en": "%s in %s (signed in)", "zh-CN": "%s 在 %s（已登录）"}
 PASSWORD = "a-long-password-9"
 OWN, NOT_OWN = re.compile(r"\bown\b"), re.compile(r"^(?!.*\bown\b)")
 
@@ -73,8 +80,9 @@ def create_user(server, username, staff=False):
     subprocess.run(manage("shell", "-c", script), env=server.env, check=True)
 
 
-def sign_up(page, port, username, room):
-    """Sign up through /accounts/signup/, then open the room; wait until the page has joined it signed in."""
+def sign_up(page, port, username, room, language="en"):
+    """Sign up through /accounts/signup/, then open the room; wait until the page, in ``language``, has
+    joined it signed in."""
     page.goto("http://127.0.0.1:%d/accounts/signup/" % port)
     page.fill("#id_username", username)
     page.fill("#id_password1", PASSWORD)
@@ -82,7 +90,7 @@ def sign_up(page, port, username, room):
     page.click("main form button")
     expect(page.locator("#account")).to_have_attribute("data-signed-in", "1")
     page.goto("http://127.0.0.1:%d/?%s" % (port, urlencode({"room": room})))
-    expect(page.locator("#status")).to_have_text("%s in %s (signed in)" % (username, room), timeout=CONNECT_TIMEOUT)
+    expect(page.locator("#status")).to_have_text(SIGNED_IN[language] % (username, room), timeout=CONNECT_TIMEOUT)
     return page
 
 
@@ -702,27 +710,68 @@ def test_the_note_echo_path_is_not_joined_as_a_room_and_the_page_says_why(runser
     expect(page.locator("#status")).to_have_text("ann in lobby (guest)", timeout=CONNECT_TIMEOUT)
 
 
-def test_a_signed_in_user_and_a_guest_make_the_screenshot(runserver, new_page, tmp_path):
-    options = {"viewport": {"width": 760, "height": 600}, "color_scheme": "light", "locale": "en-GB"}
-    bob = open_room(new_page(**options), runserver.port, "tea-room", "bob")
-    ann = sign_up(new_page(**options), runserver.port, "ann", "tea-room")
-    conversation = [
-        (ann, "Hi Bob! Does the new chat page work for you?"),
-        (bob, "It does, and it follows the conversation as we type."),
-        (ann, "I made an account, so my name has the tick and nobody else can use it."),
-        (bob, "I'm still a guest. Tea at four?"),
-        (ann, "See you there."),
-    ]
-    for number, (person, text) in enumerate(conversation, 1):
-        say(person, text)
-        expect(texts(ann)).to_have_count(number)
+# The READMEs' conversation, in each language: a signed-in user and a guest in one room.
+CONVERSATIONS = {
+    "en": ("tea-room", "ann", "bob", [
+        ("ann", "Hi Bob! Does the new chat page work for you?"),
+        ("bob", "It does, and it follows the conversation as we type."),
+        ("ann", "I made an account, so my name has the tick and nobody else can use it."),
+        ("bob", "I'm still a guest. Tea at four?"),
+        ("ann", "See you there."),
+    ]),
+    "zh-CN": ("茶室", "小红", "小明", [
+        ("小红", "小明，新的聊天页面你那边好用吗？"),
+        ("小明", "好用，我们打字的时候，它一直跟着对话。"),
+        ("小红", "我注册了账号，所以我的名字旁边有个勾，别人用不了这个名字。"),
+        ("小明", "我还是访客。四点喝茶？"),
+        ("小红", "到时见。"),
+    ]),
+}
 
-    expect(texts(bob)).to_have_count(len(conversation))
-    expect(ann.locator(".message.own .account-mark")).to_have_count(3)
-    path = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") == "1" else str(tmp_path / "screenshot.png")
-    ann.screenshot(path=path)
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_signed_in_user_and_a_guest_make_the_screenshot(runserver, new_page, tmp_path, language):
+    room, member, guest, conversation = CONVERSATIONS[language]
+    options = {"viewport": {"width": 760, "height": 600}, "color_scheme": "light",
+               "locale": "en-GB" if language == "en" else language}
+    pages = {guest: open_room(new_page(**options), runserver.port, room, guest)}
+    pages[member] = sign_up(new_page(**options), runserver.port, member, room, language)
+    for number, (person, text) in enumerate(conversation, 1):
+        say(pages[person], text)
+        expect(texts(pages[member])).to_have_count(number)
+
+    expect(texts(pages[guest])).to_have_count(len(conversation))
+    expect(pages[member].locator(".message.own .account-mark")).to_have_count(3)
+    expect(pages[member].locator(".languages [aria-current]")).to_have_attribute("lang", LANGUAGE_CODES[language])
+    if os.environ.get("UPDATE_SCREENSHOT") == "1":
+        path = SCREENSHOTS[language]
+        if language != "en":
+            fonts = subprocess.run(["fc-list", ":lang=zh"], stdout=subprocess.PIPE, universal_newlines=True).stdout
+            assert fonts, "a Chinese picture needs a Chinese font: apt-get install fonts-noto-cjk"
+    else:
+        path = str(tmp_path / "screenshot.png")
+    pages[member].screenshot(path=path)
     with open(path, "rb") as png:
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("language, current, other", [("en", "English", "简体中文"), ("zh-CN", "简体中文", "English")])
+def test_the_language_switch_marks_the_pages_language_apart_and_switches_to_the_other(
+        runserver, new_page, language, current, other):
+    page = new_page(locale=language)
+    page.goto("http://127.0.0.1:%d/" % runserver.port)
+    switch = page.locator(".languages button")
+
+    expect(switch).to_have_text(["English", "简体中文"])  # each language named in itself
+    expect(page.locator(".languages [aria-current]")).to_have_text(current)
+    # The page's language is filled in, the other is not: they read as two choices, one made.
+    backgrounds = switch.evaluate_all("buttons => buttons.map(button => getComputedStyle(button).backgroundColor)")
+    assert backgrounds[0] != backgrounds[1], backgrounds
+    assert switch.evaluate_all("buttons => buttons[0].getBoundingClientRect().right"
+                               " <= buttons[1].getBoundingClientRect().left")
+
+    page.get_by_role("button", name=other).click()
+    expect(page.locator(".languages [aria-current]")).to_have_text(other)
 
 
 def test_handles_that_are_names_of_object_properties_come_and_go_like_any_other(runserver, new_page):
@@ -917,7 +966,6 @@ RATE_LIMITED = {"en": "Too many messages at once: this one was not sent. Send it
                 "zh-CN": "一下子发得太多了：这条没有发出。"}
 LOST = {"en": "Not sent: the connection was lost. It is still here: send it again once reconnected.",
         "zh-CN": "没有发出：连接断开了。消息还在这里：重新连接后再发送。"}
-LANGUAGES = ["en", "zh-CN"]
 
 
 def answering(page, refuse):
