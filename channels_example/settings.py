@@ -15,7 +15,7 @@ laptop and production comes from the environment:
     REDIS_PASSWORD, REDIS_SENTINEL_PASSWORD  the masters' and the sentinels' passwords
     DATABASE_URL   unset: SQLite at SQLITE_PATH (default db.sqlite3 here);
                    set: sqlite:///path, or PostgreSQL: postgres://user:password@host:5432/name
-    LOG_LEVEL      the project's loggers (default INFO)
+    LOG_LEVEL      every process's log lines: the project's, channels', daphne's, Django's (default INFO)
     CHAT_RATE_LIMIT          frames per socket, <rate>/s:<burst> or off (default 5/s:20)
     CHAT_SOCKETS_PER_CLIENT  open sockets per client address, or off (default 100)
     CHANNEL_LAYER_KEYS       comma-separated keys: asgi_redis encrypts channel messages in Redis
@@ -371,8 +371,13 @@ HISTORY_PRUNE_EVERY = 100
 # after that they are read back from the database when the room is used again.
 HISTORY_IDLE_EXPIRY = 7 * 86400
 
-# One line per connect, refusal and close, with room, client and code (consumers.py,
-# interface/bounds.py); LOG_FORMAT=json writes each as a JSON object, for log shippers.
+# One format in every process, runserver, daphne, runworker and runclock alike (docs/operations.md#logs):
+#   2026-12-01 11:44:43,369 INFO channels_example.consumers 127.0.0.1:53412 joined 'lobby' as ann (guest)
+# The project's lines (one per connect, refusal and close, with room, client and code), channels'
+# (django.channels: a worker's), daphne's (daphne.*, its access lines as daphne.access) and
+# Django's, at LOG_LEVEL; LOG_FORMAT=json writes each as a JSON object, for log shippers.
+# channels_example.logs keeps channels' commands from adding a format of their own.
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -382,9 +387,9 @@ LOGGING = {
                  "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": os.environ.get("LOG_FORMAT", "plain")}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "channels_example": {
-            "handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO"), "propagate": False,
-        },
+        name: {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}
+        for name in ("channels_example", "django.channels", "daphne", "django")
     },
 }

@@ -47,6 +47,8 @@ from channels_example.interface import frames, health
 from channels_example.interface.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
+# daphne's access log: one line per HTTP request and per socket's handshake, connect, rejection and disconnect.
+access = logging.getLogger("daphne.access")
 
 REASONS = {413: b"Payload Too Large", 415: b"Unsupported Media Type"}
 
@@ -85,6 +87,15 @@ class BoundedHTTPFactory(HTTPFactory):
             protocol = self.reply_protocols.get(channel)
             if isinstance(protocol, WebSocketProtocol) and protocol.state == protocol.STATE_OPEN:
                 protocol.serverSend("", False)
+
+    def log_action(self, protocol, action, details):
+        """daphne's access log as lines of ``daphne.access``, in the format of every process (settings.LOGGING),
+        in place of daphne's own (NCSA-like, on stdout) and runserver's (another, on stderr)."""
+        if protocol == "http":
+            access.info("%s %s %s %s, %s bytes in %.3f s", details["client"], details["method"], details["path"],
+                        details["status"], details["size"], details["time_taken"])
+        else:
+            access.info("%s WebSocket %s %s", details["client"], details["path"], action)
 
     def buildProtocol(self, addr):
         channel = http.HTTPFactory.buildProtocol(self, addr)
