@@ -656,7 +656,8 @@ def test_a_name_typed_while_the_welcome_arrives_is_sent_as_typed(runserver, new_
     expect(page.locator("#status")).to_have_text("carol in lobby (guest)", timeout=CONNECT_TIMEOUT)
     assert [parse_qs(urlsplit(url).query) for url in urls] == [{}, {"handle": ["carol"]}]
     expect(watcher.locator("#members .name")).to_have_text(["carol", "watcher"])
-    expect(watcher.locator(".note.presence").last).to_have_text("carol joined")
+    # The generated name's socket leaves as carol's joins: the room may hear either first.
+    expect(watcher.locator(".note.presence").filter(has_text=re.compile(r"^carol joined$"))).to_have_count(1)
 
 
 def test_a_guest_who_logs_in_from_a_room_link_joins_it_at_once_under_the_account(runserver, new_page):
