@@ -1,5 +1,5 @@
-"""The chat app's configuration: Django 2.2's security backports and daphne's bounds installed,
-sockets closed on logout, each runworker's heartbeat started, SQLite tuned for workers that store
+"""The chat app's configuration: Django 2.2's security backports, daphne's bounds and one log
+format installed, sockets closed on logout, each runworker's heartbeat started, SQLite tuned for workers that store
 messages several times a second."""
 from channels.signals import worker_process_ready
 from django.apps import AppConfig
@@ -13,11 +13,12 @@ class ChatConfig(AppConfig):
 
     def ready(self):
         # These use the models, which load with the apps.
-        from channels_example import accounts, interface
+        from channels_example import accounts, interface, logs
         from channels_example.chat import processes
 
         backports.install()
         interface.install()
+        logs.install()
         accounts.connect_signals()
         worker_process_ready.connect(processes.start_worker_heartbeat)
         connection_created.connect(tune_sqlite)

@@ -13,8 +13,15 @@ mended here, each with the advisory that names it; ``install()`` runs once, from
 * CVE-2024-39329 (fixed in 4.2.14, 5.0.7): authenticating a user whose password is
   unusable ran no password hasher, so the login page told, by its speed, which usernames
   exist. channels_example.accounts.CachedModelBackend runs the hasher for them too.
+* CVE-2023-23969 (fixed in 3.2.17, 4.0.9, 4.1.6): a large ``Accept-Language`` header took
+  long to parse, and LocaleMiddleware parses every request's. As in the fix, a header over
+  500 characters is cut at its last comma within them (or ignored, without one).
+* CVE-2024-39614 (fixed in 4.2.14, 5.0.7): ``get_supported_language_variant()`` took long
+  on very long strings, which the language cookie carries to it. As in the fix, a code over
+  500 characters is no language.
 """
 from django.db.models import query
+from django.utils.translation import trans_real
 
 _filter_or_exclude = query.QuerySet._filter_or_exclude
 PRIVATE_Q_ARGUMENTS = ("_connector", "_negated")
@@ -27,5 +34,28 @@ def _refuse_private_q_arguments(self, negate, *args, **kwargs):
     return _filter_or_exclude(self, negate, *args, **kwargs)
 
 
+ACCEPT_LANGUAGE_HEADER_MAX_LENGTH = 500
+_parse_accept_lang_header = trans_real.parse_accept_lang_header
+_get_supported_language_variant = trans_real.get_supported_language_variant
+
+
+def _parse_bounded_accept_lang_header(lang_string):
+    if len(lang_string) > ACCEPT_LANGUAGE_HEADER_MAX_LENGTH:
+        cut = lang_string.rfind(",", 0, ACCEPT_LANGUAGE_HEADER_MAX_LENGTH)
+        if cut < 0:
+            return ()
+        lang_string = lang_string[:cut]
+    return _parse_accept_lang_header(lang_string)
+
+
+def _bounded_supported_language_variant(lang_code, strict=False):
+    if lang_code and len(lang_code) > ACCEPT_LANGUAGE_HEADER_MAX_LENGTH:
+        raise LookupError(lang_code[:20] + "...")
+    return _get_supported_language_variant(lang_code, strict)
+
+
 def install():
     query.QuerySet._filter_or_exclude = _refuse_private_q_arguments
+    # get_language_from_request (LocaleMiddleware) calls both through the module's names.
+    trans_real.parse_accept_lang_header = _parse_bounded_accept_lang_header
+    trans_real.get_supported_language_variant = _bounded_supported_language_variant

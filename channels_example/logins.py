@@ -33,6 +33,7 @@ from axes.models import AccessAttempt
 from django.contrib.auth.forms import AuthenticationForm
 from django.shortcuts import render
 from django.utils.timezone import now
+from django.utils.translation import gettext, gettext_noop
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +75,13 @@ def refuse(request, credentials):
     """The answer to a locked-out login: 429, Retry-After, and the login page saying why and for how long."""
     found = locks(request, credentials)
     wait = max([seconds for _, seconds in found] + [1])
-    whose = " and ".join({"username": "for this username", "address": "from your address"}[name]
-                         for name, _ in found) or "for this username or from your address"
-    message = "Too many failed logins %s: try again in %s." % (whose, _duration(wait))
+    whose = {name for name, _ in found}
+    sentence = (LOCKED_BOTH if whose == {"username", "address"} else LOCKED_ADDRESS if whose == {"address"}
+                else LOCKED_USERNAME if whose == {"username"} else LOCKED_EITHER)
+    message = gettext(sentence) % {"wait": _duration(wait, gettext)}
     username = get_client_username(request, credentials)
-    log.warning("refused a login for %r from %s: %s", username, request.axes_ip_address, message)
+    log.warning("refused a login for %r from %s: %s", username, request.axes_ip_address,
+                sentence % {"wait": _duration(wait, lambda text: text)})
     form = AuthenticationForm(request, initial={"username": username})
     response = render(request, "registration/login.html", {
         "form": form, "locked_out": message, "next": request.POST.get("next", request.GET.get("next", ""))},
@@ -87,6 +90,16 @@ def refuse(request, credentials):
     return response
 
 
-def _duration(seconds):
+# The login page says it in the reader's language (locale/); the log line in English.
+LOCKED_USERNAME = gettext_noop("Too many failed logins for this username: try again in %(wait)s.")
+LOCKED_ADDRESS = gettext_noop("Too many failed logins from your address: try again in %(wait)s.")
+LOCKED_BOTH = gettext_noop("Too many failed logins for this username and from your address: try again in %(wait)s.")
+LOCKED_EITHER = gettext_noop("Too many failed logins for this username or from your address: try again in %(wait)s.")
+MINUTES, SECONDS = gettext_noop("%(minutes)d min %(seconds)d s"), gettext_noop("%(seconds)d s")
+
+
+def _duration(seconds, translated):
     minutes, seconds = divmod(math.ceil(seconds), 60)
-    return "%d min %d s" % (minutes, seconds) if minutes else "%d s" % seconds
+    if minutes:
+        return translated(MINUTES) % {"minutes": minutes, "seconds": seconds}
+    return translated(SECONDS) % {"seconds": seconds}

@@ -15,7 +15,7 @@ laptop and production comes from the environment:
     REDIS_PASSWORD, REDIS_SENTINEL_PASSWORD  the masters' and the sentinels' passwords
     DATABASE_URL   unset: SQLite at SQLITE_PATH (default db.sqlite3 here);
                    set: sqlite:///path, or PostgreSQL: postgres://user:password@host:5432/name
-    LOG_LEVEL      the project's loggers (default INFO)
+    LOG_LEVEL      every process's log lines: the project's, channels', daphne's, Django's (default INFO)
     CHAT_RATE_LIMIT          frames per socket, <rate>/s:<burst> or off (default 5/s:20)
     CHAT_SOCKETS_PER_CLIENT  open sockets per client address, or off (default 100)
     CHANNEL_LAYER_KEYS       comma-separated keys: asgi_redis encrypts channel messages in Redis
@@ -62,8 +62,14 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # /static/: the project's files and the admin's, from STATIC_ROOT (from the apps' folders under
+    # DEBUG). Every HTTP request in channels 1.x goes through a worker, so that is where they are served.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "channels_example.middleware.security_headers",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The reader's language: their choice (the switch on each page, kept in the session and a
+    # cookie), else their browser's Accept-Language, else English.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -156,6 +162,7 @@ TEMPLATES = [
             "context_processors": [
                 "django.template.context_processors.debug",
                 "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
@@ -185,15 +192,22 @@ else:
     raise ImproperlyConfigured("DATABASE_URL must be sqlite:///path or postgres://user:password@host:port/name, "
                                "not %r." % os.environ["DATABASE_URL"])
 
-LANGUAGE_CODE = "en-us"
+# The pages, the page's script (through the JavaScript catalogue at /jsi18n/) and Django's own
+# pages (accounts, admin) speak English and Simplified Chinese. The translations are the .po
+# files in locale/, compiled by the set-up (scripts/_setup.sh); dates and times are the reader's.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [os.path.join(BASE_DIR, "locale")]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_L10N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_DIR = os.path.join(BASE_DIR, "static")
-STATICFILES_DIRS = [STATIC_DIR]
+STATICFILES_DIRS = [os.path.join(BASE_DIR, "static")]
+# `manage.py collectstatic` gathers the project's files and the admin's here (scripts/prod and the
+# README's by-hand block run it); a proxy in front may serve this folder itself (docs/security.md).
+STATIC_ROOT = os.path.join(BASE_DIR, "staticfiles")
 
 # The seed's CHANNEL_LAYERS block, and every limit, capacity and timeout of the chat:
 # each has one home here, read by daphne, the layer and the workers alike.
@@ -429,8 +443,13 @@ HISTORY_PRUNE_EVERY = 100
 # after that they are read back from the database when the room is used again.
 HISTORY_IDLE_EXPIRY = 7 * 86400
 
-# One line per connect, refusal and close, with room, client and code (consumers.py,
-# interface/bounds.py); LOG_FORMAT=json writes each as a JSON object, for log shippers.
+# One format in every process, runserver, daphne, runworker and runclock alike (docs/operations.md#logs):
+#   2026-12-01 11:44:43,369 INFO channels_example.consumers 127.0.0.1:53412 joined 'lobby' as ann (guest)
+# The project's lines (one per connect, refusal and close, with room, client and code), channels'
+# (django.channels: a worker's), daphne's (daphne.*, its access lines as daphne.access) and
+# Django's, at LOG_LEVEL; LOG_FORMAT=json writes each as a JSON object, for log shippers.
+# channels_example.logs keeps channels' commands from adding a format of their own.
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -440,9 +459,9 @@ LOGGING = {
                  "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": os.environ.get("LOG_FORMAT", "plain")}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "channels_example": {
-            "handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO"), "propagate": False,
-        },
+        name: {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}
+        for name in ("channels_example", "django.channels", "daphne", "django")
     },
 }

@@ -256,7 +256,9 @@ def start_redis(folder, shards=1, sentinel=False, password=None):
         if sentinel:
             start("shard%d-replica" % number, lambda port, data: replica_argv(port, data, master.port, password))
     if not sentinel:
-        auth = ":%s@" % password if password else ""
+        # The user "default" named: redis-cli 7 takes "redis://:PASSWORD@" for the user "" (WRONGPASS);
+        # redis-py 2.10.6 sends the password alone, which is the same user.
+        auth = "default:%s@" % password if password else ""
         return started, {"REDIS_URL": ",".join("redis://%s127.0.0.1:%d/0" % (auth, port) for port in masters.values())}
     sentinels = [start("sentinel-%d" % number, lambda port, data: sentinel_argv(port, data, masters, password))
                  for number in range(3)]
@@ -264,18 +266,54 @@ def start_redis(folder, shards=1, sentinel=False, password=None):
                      "REDIS_SERVICES": ",".join(masters), "REDIS_PASSWORD": password or ""}
 
 
+def unreachable_redis(environ=os.environ, timeout=2):
+    """What the environment names (REDIS_URL's servers, or REDIS_SENTINELS) and does not answer:
+    ``[(name as shown, without its password; why)]``."""
+    from urllib.parse import urlsplit
+
+    import redis
+
+    names = [url.strip() for url in environ.get("REDIS_URL", "").split(",") if url.strip()]
+    sentinels = [address.strip() for address in environ.get("REDIS_SENTINELS", "").split(",") if address.strip()]
+    failed = []
+    for url in names:
+        parts = urlsplit(url)
+        shown = parts._replace(netloc=parts.hostname + (":%d" % parts.port if parts.port else "")).geturl()
+        try:
+            redis.StrictRedis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout).ping()
+        except (redis.RedisError, OSError, ValueError) as error:
+            failed.append(("REDIS_URL " + shown, str(error).rstrip(".")))
+    for address in sentinels:
+        host, _, port = address.rpartition(":")
+        try:
+            redis.StrictRedis(host=host, port=int(port), socket_timeout=timeout, socket_connect_timeout=timeout,
+                              password=environ.get("REDIS_SENTINEL_PASSWORD") or None).ping()
+        except (redis.RedisError, OSError, ValueError) as error:
+            failed.append(("REDIS_SENTINELS " + address, str(error).rstrip(".")))
+    return failed
+
+
 def main(argv=None):
     """``python -m channels_example.topology redis [--sentinel] [--shards N]``: start Redis as
     scripts/prod wants it, print the environment that names it on one line, and stop it all,
-    by PID, on SIGTERM or SIGINT, removing its folder."""
+    by PID, on SIGTERM or SIGINT, removing its folder.
+
+    ``python -m channels_example.topology ping``: exit 1, saying which and why, when a Redis the
+    environment names does not answer (scripts/run and scripts/prod, before they start)."""
     import argparse
     import secrets
 
     parser = argparse.ArgumentParser(prog="python -m channels_example.topology")
-    parser.add_argument("what", choices=["redis"])
+    parser.add_argument("what", choices=["redis", "ping"])
     parser.add_argument("--sentinel", action="store_true")
     parser.add_argument("--shards", type=int, default=1)
     options = parser.parse_args(argv)
+    if options.what == "ping":
+        failed = unreachable_redis()
+        for name, why in failed:
+            print("==> %s does not answer: %s. Start it, or unset REDIS_URL and REDIS_SENTINELS to run "
+                  "without Redis (scripts/run: the in-memory layer)." % (name, why), file=sys.stderr)
+        sys.exit(1 if failed else 0)
     folder = tempfile.mkdtemp(prefix="channels_example-redis-")
     started = []
 

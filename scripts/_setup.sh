@@ -64,7 +64,7 @@ ensure_venv() {
   local requirements="$1" pins installed
   choose_python
   VENV="$ROOT/.venv-$PYTHON_VERSION"
-  pins="$(cat requirements.txt constraints.txt tests/requirements.txt | sha256sum | cut -c1-16)"
+  pins="$(cat requirements.txt constraints.txt tests/requirements.txt scripts/requirements.txt | sha256sum | cut -c1-16)"
   if [ ! -x "$VENV/bin/python" ]; then
     say "creating $VENV"
     "$PYTHON_BIN" -m venv --clear "$VENV"
@@ -84,6 +84,13 @@ ensure_venv() {
   fi
   say "using Python $("$VENV/bin/python" -c 'import platform; print(platform.python_version())') ($(readlink -f "$VENV/bin/python")) in $(basename "$VENV")"
   export PATH="$VENV/bin:$PATH"
+  compile_translations
+}
+
+# compile_translations: locale/*/LC_MESSAGES/*.po into the .mo files Django reads, with Babel's
+# pybabel (a pinned requirement). Less than a second, so every set-up does it.
+compile_translations() {
+  pybabel --quiet compile --directory locale --domain "django djangojs"
 }
 
 # ensure_debian COMMAND PACKAGE: apt-get install PACKAGE when COMMAND is missing.

@@ -16,14 +16,31 @@
  * there, with a mark for names the server says are signed in. Staff see a delete
  * button on each message and a mute button on each other member.
  *
+ * Nothing typed is lost. The message box keeps its text until the room's frame for it comes
+ * back (the pending message: one at a time, recognised by its sender and text, or by the id
+ * the server echoes once it does); a refusal (too long, rate limited, muted, not joined, a
+ * close, a lost connection) leaves the text where it is and says why beside the box. A
+ * message longer than the server takes is refused here, before it is sent, and a paste
+ * longer than the box's maxlength is kept whole instead of cut. What is typed is kept in
+ * sessionStorage too, so a reload (the language switch) keeps it.
+ *
+ * Every word of the page comes from Django's JavaScript catalogue (gettext), in the reader's
+ * language; every refusal the server sends is shown by its stable ``code``, its English
+ * ``detail`` being only the fallback for a code this page does not know. Numbers, dates and
+ * times are formatted for the page's language.
+ *
+ * The room's messages are kept by their seq: one already shown is dropped, live ones that
+ * arrive before the history frame wait for it, and each is placed in seq order.
+ *
  * A dropped connection is retried with capped exponential backoff, keeping the handle
  * and asking the room for what the page missed (?since=, the last seq it showed): a mark
  * in the list says where it came back and how much it missed, and no message (known by
  * its seq) is shown twice. A refused connection (an error frame before the welcome, or
  * close 4400) is not retried, since the same URL would be refused again; nor is one closed
  * because its user signed out (4401, from this page's Log out or anywhere else): the page
- * says so and rejoins only when asked, as a guest. Every piece of text reaches the DOM
- * through textContent.
+ * says so and rejoins only when asked, as a guest. A refused room is not kept as the current
+ * room: the header, the room's link and the page URL change only once the server welcomed
+ * the page into it. Every piece of text reaches the DOM through textContent.
  */
 "use strict";
 
@@ -33,6 +50,8 @@ var RETRY_FIRST_MS = 500;
 var RETRY_MAX_MS = 10000;
 var FOLLOW_SLACK_PX = 48;
 var MUTE_SECONDS = 300;
+// How long the page waits for the room's frame of a message it sent before it says so.
+var PENDING_MS = 15000;
 // The path /channels_example/ is the study note's echo (channels_example/echo.py), not a room.
 var NOTE_ECHO_ROOM = "channels_example";
 
@@ -46,11 +65,36 @@ var NOTE_ECHO_ROOM = "channels_example";
 // object: a handle such as "constructor" or "__proto__" is a key like any other).
 // sender, signedIn, staff: who the server says this page is (the welcome frame; before
 // it, the account bar the page was served with).
+// pending: the message sent and not yet seen in the room, {id, text, lost}: lost once its
+// connection closed (a resume may still show it was taken). inRoom: this socket was
+// welcomed; historyShown: its history frame has been shown, and early holds the live
+// messages that came before it.
 var chat = {
   room: null, chosen: "", handle: "", socket: null, retries: 0, lost: false, timer: null, lastError: null,
   welcomed: false, seqs: new Set(), lastSeq: 0, resumable: false, members: new Map(),
-  sender: null, signedIn: false, staff: false
+  sender: null, signedIn: false, staff: false,
+  pending: null, pendingTimer: null, nextId: 1, inRoom: false, historyShown: false, early: []
 };
+
+var LANGUAGE = document.documentElement.lang || "en";
+
+/* The catalogue's gettext with named values: say("%(count)s characters", {count: 3}). */
+function say(text, values) {
+  return values ? interpolate(text, values, true) : text;
+}
+
+function number(value) {
+  return Number(value).toLocaleString(LANGUAGE);
+}
+
+/* A message's length as the server counts it: in characters (code points), not UTF-16 units. */
+function characters(text) {
+  return Array.from(text).length;
+}
+
+function limit(name) {
+  return Number(byId("send").dataset["max" + name]) || Infinity;
+}
 
 function byId(id) {
   return document.getElementById(id);
@@ -78,9 +122,15 @@ function setStatus(state, detail, parts) {
 
 /* "ann in lobby (signed in)": who the server says this page is. */
 function showIdentity() {
-  setStatus("connected", chat.signedIn ? "signed in: you speak as your username" : "a guest: no account",
-            [element("span", "name", chat.handle), " in ", element("span", "name", chat.room),
-             chat.signedIn ? " (signed in)" : " (guest)"]);
+  var parts = interpolate(chat.signedIn ? gettext("%(handle)s in %(room)s (signed in)")
+                                         : gettext("%(handle)s in %(room)s (guest)"),
+                          {handle: "\u0000h\u0000", room: "\u0000r\u0000"}, true).split("\u0000");
+  setStatus("connected", chat.signedIn ? gettext("signed in: you speak as your username") : gettext("a guest: no account"),
+            parts.map(function (part) {
+              if (part === "h") return element("span", "name", chat.handle);
+              if (part === "r") return element("span", "name", chat.room);
+              return part;
+            }));
 }
 
 /* Append an item to the message list, following it if the reader was at the bottom. */
@@ -99,7 +149,7 @@ function note(text, className) {
  * picks (say "bob ✓") can look like it. */
 function accountMark() {
   var mark = element("span", "account-mark", "✓");
-  mark.title = "signed in: an account";
+  mark.title = gettext("signed in: an account");
   return mark;
 }
 
@@ -114,33 +164,47 @@ function sendFrame(frame, failure) {
 }
 
 function deleteButton(seq) {
-  var button = element("button", "mod delete", "delete");
+  var button = element("button", "mod delete", gettext("delete"));
   button.type = "button";
-  button.title = "Delete this message for everyone (staff)";
+  button.title = gettext("Delete this message for everyone (staff)");
   button.addEventListener("click", function () {
-    sendFrame({action: "delete", seq: seq}, "not deleted: not connected");
+    sendFrame({action: "delete", seq: seq}, gettext("not deleted: not connected"));
   });
   return button;
 }
 
 function muteButton(handle) {
-  var button = element("button", "mod mute", "mute " + duration(MUTE_SECONDS));
+  var button = element("button", "mod mute", say(gettext("mute %(duration)s"), {duration: duration(MUTE_SECONDS)}));
   button.type = "button";
-  button.title = "Refuse this name's messages here for " + duration(MUTE_SECONDS) + " (staff)";
+  button.title = say(gettext("Refuse this name's messages here for %(duration)s (staff)"),
+                     {duration: duration(MUTE_SECONDS)});
   button.addEventListener("click", function () {
-    sendFrame({action: "mute", target: handle, seconds: MUTE_SECONDS}, "not muted: not connected");
+    sendFrame({action: "mute", target: handle, seconds: MUTE_SECONDS}, gettext("not muted: not connected"));
   });
   return button;
 }
 
+/* "5 min", "12 s", "1.5 s": a wait as a person reads it (a fraction under ten seconds, never 0). */
 function duration(seconds) {
-  var whole = Math.max(0, Math.ceil(Number(seconds) || 0));
-  if (whole < 120) return whole + " s";
-  if (whole < 7200) return Math.round(whole / 60) + " min";
-  return Math.round(whole / 3600) + " h";
+  var value = Math.max(0, Number(seconds) || 0);
+  if (value < 10) return say(gettext("%(count)s s"), {count: number(Math.max(0.1, Math.ceil(value * 10) / 10))});
+  var whole = Math.ceil(value);
+  if (whole < 120) return say(gettext("%(count)s s"), {count: number(whole)});
+  if (whole < 7200) return say(gettext("%(count)s min"), {count: number(Math.round(whole / 60))});
+  return say(gettext("%(count)s h"), {count: number(Math.round(whole / 3600))});
+}
+
+/* A live message: shown once the history is (until then it waits with the early ones). */
+function roomMessage(frame) {
+  if (!chat.historyShown) {
+    chat.early.push(frame);
+    return;
+  }
+  showMessage(frame, false);
 }
 
 function showMessage(frame, fromHistory) {
+  if (isPending(frame)) taken();
   if (typeof frame.seq === "number") {
     if (chat.seqs.has(frame.seq)) return;  // shown already: in the history a reconnect brought, say
     chat.seqs.add(frame.seq);
@@ -152,12 +216,13 @@ function showMessage(frame, fromHistory) {
   var who = element("span", "who");
   who.appendChild(element("span", "handle", String(frame.handle)));
   if (frame.signed_in === true) who.appendChild(accountMark());
+  if (own) who.appendChild(element("span", "you", " " + gettext("(you)")));
   meta.appendChild(who);
   if (typeof frame.ts === "number") {
     var sent = new Date(frame.ts);
-    var time = element("time", "", sent.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"}));
+    var time = element("time", "", sent.toLocaleTimeString(LANGUAGE, {hour: "2-digit", minute: "2-digit"}));
     time.dateTime = sent.toISOString();
-    time.title = sent.toLocaleString();
+    time.title = sent.toLocaleString(LANGUAGE, {dateStyle: "full", timeStyle: "medium"});
     meta.appendChild(time);
   }
   if (typeof frame.seq === "number") {
@@ -166,7 +231,19 @@ function showMessage(frame, fromHistory) {
   }
   item.appendChild(meta);
   item.appendChild(element("p", "text", String(frame.message)));
-  append(item, own || fromHistory);
+  place(item, frame.seq, own || fromHistory);
+}
+
+/* Put a message in seq order: before the first shown message numbered above it, else last. */
+function place(item, seq, follow) {
+  var list = byId("messages");
+  var shown = typeof seq === "number" ? list.querySelectorAll(".message[data-seq]") : [];
+  var before = null;
+  for (var index = shown.length - 1; index >= 0 && Number(shown[index].dataset.seq) > seq; index--) {
+    before = shown[index];
+  }
+  if (before) list.insertBefore(item, before);
+  else append(item, follow);
 }
 
 /* A moderator deleted message seq: it leaves the page, and a note says who removed whose. */
@@ -174,27 +251,125 @@ function showDeleted(frame) {
   var item = Array.from(byId("messages").querySelectorAll(".message")).find(function (message) {
     return message.dataset.seq === String(frame.seq);
   });
-  var whose = "";
+  var text = say(gettext("%(by)s deleted a message"), {by: String(frame.by)});
   if (item) {
-    whose = " from " + item.querySelector(".handle").textContent;
+    text = say(gettext("%(by)s deleted a message from %(handle)s"),
+               {by: String(frame.by), handle: item.querySelector(".handle").textContent});
     item.remove();
   }
-  note(String(frame.by) + " deleted a message" + whose, "moderation");
+  note(text, "moderation");
 }
 
 function showMuted(frame) {
   var handle = String(frame.handle);
-  note(String(frame.by) + " muted " + (handle === chat.handle ? "you" : handle) + " here for " +
-       duration(frame.seconds), "moderation");
+  var values = {by: String(frame.by), handle: handle, duration: duration(frame.seconds)};
+  note(say(handle === chat.handle ? gettext("%(by)s muted you here for %(duration)s")
+                                  : gettext("%(by)s muted %(handle)s here for %(duration)s"), values), "moderation");
+}
+
+// The codes that refuse a chat message (shown beside the message box, its text kept). Those that
+// refuse a connection come before the socket's welcome and are shown beside the join form once
+// the close 4400 follows (NAME_CODES: the name is what to change). The others refuse a
+// moderator's action, and are notes in the list.
+var MESSAGE_CODES = ["binary_frame", "empty_message", "message_too_long", "invalid_text", "rate_limited",
+                     "bad_message", "handle_not_allowed", "muted", "not_joined"];
+var NAME_CODES = ["bad_handle", "handle_taken", "handle_in_use", "sign_in_required"];
+
+/* What a refusal says, in the reader's language, for each code the server sends
+ * (docs/protocol.md#errors); ``text`` is the message it refused, when there is one. */
+function refusal(frame, text) {
+  var retry = duration(frame.retry_after);
+  switch (frame.code) {
+    case "empty_message":
+      return gettext("The message is empty: type something to send.");
+    case "message_too_long":
+      return tooLong(text || "") || say(gettext("Too long: a message has at most %(limit)s characters."),
+                                       {limit: number(limit("Message"))});
+    case "invalid_text":
+      return say(gettext("The message contains %(character)s, which cannot be sent: remove it and send again."),
+                 {character: unsendable(text || "") || gettext("a control character")});
+    case "rate_limited":
+      return say(gettext("Too many messages at once: this one was not sent. Send it again in %(duration)s."),
+                 {duration: retry});
+    case "muted":
+      return say(gettext("A moderator muted you here: this message was not sent. You can write again in %(duration)s."),
+                 {duration: retry});
+    case "not_joined":
+      return gettext("Not sent: this connection is in no room any more. Join the room again, then send it.");
+    case "binary_frame":
+      return gettext("Not sent: the server takes chat messages as text only.");
+    case "bad_message":
+      return gettext("Not sent: the server did not understand this message.");
+    case "handle_not_allowed":
+      return gettext("Not sent: a message cannot choose who speaks; you speak as the name you joined with.");
+    case "bad_action":
+      return gettext("The server did not understand that moderator's action.");
+    case "not_allowed":
+      return gettext("Only staff can delete messages or mute names.");
+    case "no_such_message":
+      return gettext("That message is gone already: there is nothing to delete.");
+    case "invalid_room":
+      return say(gettext("“%(room)s” cannot be a room: a room name has 1 to %(limit)s characters, no “/”, no control characters and no spaces at either end. Choose another."),
+                 {room: chat.room, limit: number(byId("room").maxLength)});
+    case "bad_since":
+      return gettext("The server could not resume this room where the page left it: join it again.");
+    case "sign_in_required":
+      return gettext("Guests cannot chat here: log in or sign up, then join.");
+    case "bad_handle":
+      if (chat.signedIn) return gettext("Your username cannot be a name in the chat: ask an administrator.");
+      if (!chat.inRoom && chat.handle) {
+        return say(gettext("“%(handle)s” cannot be a name: 1 to %(limit)s characters, at least one of them visible, and no control characters. Choose another."),
+                   {handle: chat.handle, limit: number(byId("handle").maxLength)});
+      }
+      return gettext("That is not a name anyone can have here.");
+    case "handle_taken":
+      return say(gettext("“%(handle)s” is an account's name: log in to use it, or choose another name."),
+                 {handle: chat.handle});
+    case "handle_in_use":
+      return say(gettext("Someone else in %(room)s is called “%(handle)s” now: choose another name."),
+                 {room: chat.room, handle: chat.handle});
+    default:  // a code newer than this page: the server's own words
+      return String(frame.detail || frame.code);
+  }
 }
 
 function showError(frame) {
   chat.lastError = {code: String(frame.code), detail: String(frame.detail || frame.code)};
-  var text = chat.lastError.detail;
-  if (frame.code === "muted" && typeof frame.retry_after === "number") {
-    text = "not sent: a moderator muted you here, " + duration(frame.retry_after) + " to go";
+  if (!chat.inRoom) return;  // a refused connection: said once, by refused()
+  clearTimeout(chat.pendingTimer);
+  if (MESSAGE_CODES.indexOf(frame.code) >= 0) {
+    var text = chat.pending ? chat.pending.text : byId("message").value;
+    chat.pending = null;
+    sending(false);
+    showSendError(refusal(frame, text));
+  } else {
+    note(refusal(frame), "error");
   }
-  note(text, "error");
+}
+
+/* The first character a message may not contain, named as the server names it ("U+0000"). */
+function unsendable(text) {
+  for (var index = 0; index < text.length; index++) {
+    var code = text.charCodeAt(index);
+    var surrogate = code >= 0xd800 && code <= 0xdfff;
+    if (surrogate && code <= 0xdbff && index + 1 < text.length &&
+        text.charCodeAt(index + 1) >= 0xdc00 && text.charCodeAt(index + 1) <= 0xdfff) {
+      index++;  // a pair: one character
+      continue;
+    }
+    if (surrogate || (code < 0x20 && code !== 9 && code !== 10 && code !== 13) || (code >= 0x7f && code <= 0x9f)) {
+      return "U+" + ("000" + code.toString(16).toUpperCase()).slice(-4);
+    }
+  }
+  return null;
+}
+
+/* Why the page will not send ``text`` as it is, or null: longer than the server takes. */
+function tooLong(text) {
+  var count = characters(text);
+  if (count <= limit("Message")) return null;
+  return say(gettext("%(count)s characters: at most %(limit)s. Shorten it, or send it in parts."),
+             {count: number(count), limit: number(limit("Message"))});
 }
 
 /* Show or take away the staff controls on the messages shown (the members' are redrawn by showMembers). */
@@ -212,6 +387,8 @@ function setStaff(staff) {
 
 function showWelcome(frame) {
   var wasSignedIn = chat.signedIn;
+  chat.inRoom = true;
+  showCurrentRoom();
   chat.handle = String(frame.handle);
   chat.sender = typeof frame.sender === "string" ? frame.sender : null;
   chat.signedIn = frame.signed_in === true;
@@ -223,16 +400,21 @@ function showWelcome(frame) {
   byId("join-guest").hidden = chat.signedIn;
   if (wasSignedIn && !chat.signedIn) {
     input.value = "";
-    showSignedOut("before this page joined: you are " + chat.handle + ", a guest");
+    showSignedOut(say(gettext("you were signed out before this page joined: you are %(handle)s, a guest"),
+                      {handle: chat.handle}));
   }
   rememberRoom();
   chat.members = new Map();
+  var signedIn = new Set((Array.isArray(frame.members_signed_in) ? frame.members_signed_in : []).map(String));
   (Array.isArray(frame.members) ? frame.members : []).forEach(function (handle) {
-    countMember(String(handle), 1);
+    countMember(String(handle), 1, signedIn.has(String(handle)));
   });
   countMember(chat.handle, 0, chat.signedIn);
   showMembers(Array.isArray(frame.members) ? frame.members.length : 0);
-  if (!chat.welcomed) note("you are " + chat.handle + " in " + chat.room + (chat.signedIn ? ", signed in" : ""));
+  if (!chat.welcomed) {
+    note(say(chat.signedIn ? gettext("you are %(handle)s in %(room)s, signed in") : gettext("you are %(handle)s in %(room)s"),
+             {handle: chat.handle, room: chat.room}));
+  }
   chat.welcomed = true;
   chat.lost = false;
   showIdentity();
@@ -259,13 +441,25 @@ function showHistory(frame) {
     showMessage(message, true);
   });
   chat.resumable = true;
+  chat.historyShown = true;
+  var early = chat.early;
+  chat.early = [];
+  early.forEach(function (message) {
+    showMessage(message, false);
+  });
+  if (chat.pending && chat.pending.lost) chat.pending = null;  // not in what the room had: it was not sent
 }
 
 function resumeMark(missed, complete, lost) {
-  if (lost) return "reconnected — the server no longer has the messages shown before; this is the room as it is now";
-  if (!complete) return "reconnected — more than " + missed + " messages were missed; the oldest are not shown";
-  if (missed === 0) return "reconnected — nothing missed";
-  return "reconnected — " + missed + (missed === 1 ? " message" : " messages") + " you missed";
+  if (lost) return gettext("reconnected — the server no longer has the messages shown before; this is the room as it is now");
+  if (!complete) {
+    return say(ngettext("reconnected — more than %(count)s message was missed; the oldest are not shown",
+                        "reconnected — more than %(count)s messages were missed; the oldest are not shown", missed),
+               {count: number(missed)});
+  }
+  if (missed === 0) return gettext("reconnected — nothing missed");
+  return say(ngettext("reconnected — %(count)s message you missed", "reconnected — %(count)s messages you missed", missed),
+             {count: number(missed)});
 }
 
 /* Empty the message list, and forget which of the room's messages it showed. */
@@ -279,10 +473,10 @@ function showPresence(frame) {
   var handle = String(frame.handle);
   if (frame.event === "join") {
     countMember(handle, 1, frame.signed_in === true);
-    note(handle + " joined", "presence");
+    note(say(gettext("%(handle)s joined"), {handle: handle}), "presence");
   } else if (frame.event === "leave") {
     countMember(handle, -1);
-    note(handle + " left", "presence");
+    note(say(gettext("%(handle)s left"), {handle: handle}), "presence");
   } else {
     return;
   }
@@ -290,7 +484,7 @@ function showPresence(frame) {
 }
 
 /* Count a socket in (change 1) or out (-1) under a handle; ``account``, when given, is
- * what the server said of it. The welcome's members come without it: they stay unmarked. */
+ * what the server said of it (a join event's signed_in, the welcome's members_signed_in). */
 function countMember(handle, change, account) {
   var member = chat.members.get(handle) || {times: 0, account: false};
   member.times += change;
@@ -312,7 +506,7 @@ function showMembers(count) {
     if (chat.staff && handle !== chat.handle) item.appendChild(muteButton(handle));
     list.appendChild(item);
   });
-  byId("member-count").textContent = typeof count === "number" ? String(count) : "";
+  byId("member-count").textContent = typeof count === "number" ? number(count) : "";
   byId("presence").hidden = false;
 }
 
@@ -326,7 +520,7 @@ function onFrame(event) {
   }
   if (frame === null || typeof frame !== "object") return null;
   if (frame.type === "message") {
-    showMessage(frame, false);
+    roomMessage(frame);
   } else if (frame.type === "welcome") {
     showWelcome(frame);
   } else if (frame.type === "history") {
@@ -351,34 +545,37 @@ function connect() {
   var search = String(query);
   var path = "/" + encodeURIComponent(chat.room) + "/" + (search ? "?" + search : "");
   var socket = new WebSocket(socketUrl(path));
-  var openedAt = null, welcomed = false;
+  var openedAt = null;
   chat.socket = socket;
   chat.lastError = null;
-  setStatus(chat.lost ? "reconnecting" : "connecting");
+  chat.inRoom = false;
+  chat.historyShown = false;
+  chat.early = [];
+  setStatus(chat.lost ? "reconnecting" : "connecting", "", [chat.lost ? gettext("reconnecting") : gettext("connecting")]);
   socket.onopen = function () {
     if (socket === chat.socket) openedAt = Date.now();
   };
   socket.onmessage = function (event) {
     if (socket !== chat.socket) return;
     var frame = onFrame(event);
-    if (frame && frame.type === "welcome") welcomed = true;
     // An error before the welcome is the server refusing this socket. The close 4400 that follows
     // can reach the page as 1006: daphne 1.4 (autobahn) cuts a connection whose browser has not
     // answered its close within 1 s, as a busy machine's may not.
-    if (frame && frame.type === "error" && !welcomed) refused(socket);
+    if (frame && frame.type === "error" && !chat.inRoom) refused(socket);
   };
   socket.onclose = function (event) {
     if (socket !== chat.socket) return;
-    chat.socket = null;
-    if (event.code === CLOSE_SIGNED_OUT) {
-      signedOut();
-      return;
-    }
     if (event.code === CLOSE_REFUSED) {
       refused(socket);
       return;
     }
-    if (!chat.lost) note("connection lost, reconnecting");
+    chat.socket = null;
+    notSent(event.code);
+    if (event.code === CLOSE_SIGNED_OUT) {
+      signedOut();
+      return;
+    }
+    if (!chat.lost) note(closeNote(event.code));
     chat.lost = true;
     byId("presence").hidden = true;
     // Only a connection that lasted resets the backoff: a server that accepts and
@@ -386,23 +583,50 @@ function connect() {
     if (openedAt !== null && Date.now() - openedAt > RETRY_MAX_MS) chat.retries = 0;
     var delay = Math.min(RETRY_FIRST_MS * Math.pow(2, chat.retries), RETRY_MAX_MS);
     chat.retries += 1;
-    setStatus("reconnecting", "next attempt in " + delay / 1000 + " s");
+    setStatus("reconnecting", say(gettext("next attempt in %(duration)s"), {duration: duration(delay / 1000)}),
+              [gettext("reconnecting")]);
     chat.timer = setTimeout(connect, delay);
   };
 }
 
 /* The server refused ``socket``, by its error frame or its close 4400, whichever came first: the page
- * lets go of the socket, so the other changes nothing and nothing retries it, and says so once. */
+ * lets go of the socket, so the other changes nothing and nothing retries it, says why beside the join
+ * form, once, and leaves the room it asked for. */
 function refused(socket) {
   chat.socket = null;
   socket.close();
-  setStatus("refused", chat.lastError && chat.lastError.detail);
-  if (chat.lastError && chat.lastError.code === "sign_in_required") {
-    note("log in or sign up to chat here: the page will not retry as a guest");
-  } else {
-    note("the server refused this room or handle, so the page will not retry: pick another above");
-  }
-  byId("room").focus();
+  notSent(CLOSE_REFUSED);
+  var code = chat.lastError && chat.lastError.code;
+  var why = chat.lastError ? refusal(chat.lastError) :
+    gettext("The server refused this room or name: choose another.");
+  setStatus("refused", why, [gettext("refused")]);
+  showJoinError(why + (code === "sign_in_required" ? "" : " " + gettext("The page will not retry by itself.")));
+  forgetCurrentRoom();
+  byId(NAME_CODES.indexOf(code) >= 0 && !chat.signedIn ? "handle" : "room").focus();
+}
+
+/* What the list says when the connection closed: why, when the server said so. */
+function closeNote(code) {
+  if (code === 1008) return gettext("the server closed the connection: too many messages, too fast — reconnecting");
+  if (code === 1009) return gettext("the server closed the connection: a message was too large — reconnecting");
+  if (code === 1013) return gettext("the server is overloaded and closed the connection — reconnecting");
+  return gettext("connection lost, reconnecting");
+}
+
+/* The connection closed with a message pending: it stays in the box, and why is said beside it.
+ * A resume may still show the room had it (showHistory). */
+function notSent(code) {
+  if (!chat.pending) return;
+  clearTimeout(chat.pendingTimer);
+  chat.pending.lost = true;
+  sending(false);
+  var why;
+  if (code === 1009) why = gettext("Not sent: the server closed the connection because this message was too large. Shorten it, then send it again.");
+  else if (code === 1008) why = gettext("Not sent: the server closed the connection because messages came too fast. Send it again once reconnected.");
+  else if (code === 1013) why = gettext("Not sent: the server was overloaded and closed the connection. Send it again once reconnected.");
+  else if (code === CLOSE_REFUSED || code === CLOSE_SIGNED_OUT) why = gettext("Not sent: the page is in no room now. Join one, then send it.");
+  else why = gettext("Not sent: the connection was lost. It is still here: send it again once reconnected.");
+  showSendError(why);
 }
 
 function leave() {
@@ -426,22 +650,21 @@ function signedOut() {
   input.value = "";
   byId("join-guest").hidden = false;
   byId("presence").hidden = true;
-  setStatus("signed-out", "Join to go on as a guest, or log in again", ["signed out"]);
-  showSignedOut("(here, in another tab, or by a new password). Pick a name and Join, or Join as a guest, " +
-                "to go on as a guest; or log in again.");
+  setStatus("signed-out", gettext("Join to go on as a guest, or log in again"), [gettext("signed out")]);
+  showSignedOut(gettext("you were signed out (here, in another tab, or by a new password). Pick a name and Join, or Join as a guest, to go on as a guest; or log in again."));
 }
 
 /* The account bar becomes a guest's, and a note says why. */
 function showSignedOut(why) {
   var bar = byId("account");
-  var logIn = element("a", "", "Log in");
-  var signUp = element("a", "", "Sign up");
+  var logIn = element("a", "", gettext("Log in"));
+  var signUp = element("a", "", gettext("Sign up"));
   logIn.href = bar.dataset.login;
   signUp.href = bar.dataset.signup;
   bar.dataset.signedIn = "0";
-  bar.replaceChildren(element("span", "", "guest"), " · ", logIn, " · ", signUp);
+  bar.replaceChildren(element("span", "", gettext("guest")), " · ", logIn, " · ", signUp);
   linkAccountPagesToRoom(chat.room);
-  note("you were signed out " + why, "alert");
+  note(why, "alert");
 }
 
 /* Log out without leaving the page: the server then closes every socket of the user
@@ -451,11 +674,11 @@ function logOut(event) {
   var form = event.currentTarget;
   fetch(form.action, {method: "POST", body: new URLSearchParams(new FormData(form)), credentials: "same-origin"})
     .then(function (response) {
-      if (!response.ok) throw new Error("the server answered " + response.status);
+      if (!response.ok) throw new Error(say(gettext("the server answered %(status)s"), {status: response.status}));
       if (!chat.socket) signedOut();  // no socket for the server to close
     })
     .catch(function (failed) {
-      note("not logged out: " + failed.message, "error");
+      note(say(gettext("not logged out: %(reason)s"), {reason: failed.message}), "error");
     });
 }
 
@@ -490,6 +713,9 @@ function rememberRoom() {
   }
   history.replaceState(null, "", "/?" + new URLSearchParams(params));
   linkAccountPagesToRoom(chat.room);
+  document.querySelectorAll(".languages input[name=next]").forEach(function (next) {
+    next.value = location.pathname + location.search;  // the language switch comes back here
+  });
 }
 
 /* Log in and Sign up bring the person back to this room. */
@@ -504,8 +730,11 @@ function linkAccountPagesToRoom(room) {
 function invite(room) {
   byId("room").value = room;
   var item = element("li", "note invite");
-  item.append("Choose a name to join ", element("span", "name", room),
-              ", then Join; or join as a guest, and the room will give you one.");
+  item.append.apply(item, interpolate(
+    gettext("Choose a name to join %(room)s, then Join; or join as a guest, and the room will give you one."),
+    {room: "\u0000"}, true).split("\u0000").reduce(function (parts, part, index) {
+      return index ? parts.concat([element("span", "name", room), part]) : [part];
+    }, []));
   append(item, true);
   linkAccountPagesToRoom(room.trim() || "lobby");
   byId("handle").focus();
@@ -513,13 +742,16 @@ function invite(room) {
 
 function join(room, handle) {
   if (room.trim() === NOTE_ECHO_ROOM) {
-    note(NOTE_ECHO_ROOM + " is the study note's echo (its test page, /seed/), not a room: pick another room",
-         "error");
+    showJoinError(say(gettext("%(room)s is the study note's echo (its test page, /seed/), not a room: pick another room"),
+                      {room: NOTE_ECHO_ROOM}));
     byId("room").focus();
     return;
   }
+  showJoinError(null);
   leave();
   chat.room = room.trim() || "lobby";
+  clearTimeout(chat.pendingTimer);
+  chat.pending = null;  // a message for the room left behind, unsent: it stays in the box
   // A guest's chosen name, or none: the server gives one (guest-...), and the welcome frame says which.
   chat.chosen = chat.signedIn ? "" : handle.trim();
   chat.handle = chat.chosen;
@@ -531,33 +763,158 @@ function join(room, handle) {
   chat.resumable = false;
   chat.members = new Map();
   byId("room").value = chat.room;
-  byId("room-name").textContent = chat.room;
-  document.title = chat.room + " · channels_example chat";
-  var share = byId("share");
-  share.href = roomLink(chat.room);
-  share.title = "Share this room: " + location.origin + "/?room=" + chat.room;
-  share.hidden = false;
-  rememberRoom();
   byId("messages").replaceChildren();
   byId("presence").hidden = true;
   connect();
   byId("message").focus();
 }
 
+/* The room the server welcomed the page into: its name in the header, its link, the page URL. */
+function showCurrentRoom() {
+  byId("room-name").textContent = chat.room;
+  document.title = chat.room + " · " + gettext("channels_example chat");
+  var share = byId("share");
+  share.href = roomLink(chat.room);
+  share.title = say(gettext("Share this room: %(link)s"), {link: location.origin + "/?room=" + chat.room});
+  share.hidden = false;
+  rememberRoom();
+}
+
+/* A room the server refused is nobody's current room: the header, the link and the URL forget it. */
+function forgetCurrentRoom() {
+  byId("room-name").textContent = "";
+  document.title = gettext("channels_example chat");
+  byId("share").hidden = true;
+  byId("presence").hidden = true;
+  history.replaceState(null, "", "/");
+}
+
+function showJoinError(text) {
+  var shown = byId("join-error");
+  shown.textContent = text || "";
+  shown.hidden = !text;
+}
+
+/* Why the message in the box was not sent (null: nothing to say); the text stays in the box. */
+function showSendError(text) {
+  var shown = byId("send-error");
+  shown.textContent = text || "";
+  shown.hidden = !text;
+  byId("message").setAttribute("aria-invalid", text ? "true" : "false");
+}
+
+function sending(busy) {
+  var form = byId("send");
+  if (busy) form.dataset.state = "sending";
+  else delete form.dataset.state;
+}
+
+/* The frame for a message: always JSON, so a message that happens to look like JSON is still
+ * taken as text. (The server will echo an "id" field once it takes one: it goes here.) */
+function outgoing(pending) {
+  return {message: pending.text};
+}
+
+/* Whether a room's message is the one this page is waiting for: by the id the server echoes,
+ * once it does, else by its sender and text. */
+function isPending(frame) {
+  var pending = chat.pending;
+  if (!pending) return false;
+  if (typeof frame.id === "string") return frame.id === pending.id;
+  return chat.sender !== null && frame.sender === chat.sender && frame.message === pending.text;
+}
+
+/* The server took the pending message: the box empties, unless the person changed it since. */
+function taken() {
+  var input = byId("message");
+  if (input.value === chat.pending.text) input.value = "";
+  clearTimeout(chat.pendingTimer);
+  chat.pending = null;
+  sending(false);
+  showSendError(null);
+  keepDraft();
+}
+
 function send(event) {
   event.preventDefault();
   var input = byId("message");
   input.focus();
-  if (input.value === "") return;
-  // Always JSON, so a message that happens to look like JSON is still taken as text.
-  if (sendFrame({message: input.value}, "not sent: not connected (your message is still in the box)")) input.value = "";
+  var text = input.value;
+  if (text === "") return;
+  if (chat.pending && !chat.pending.lost) {
+    showSendError(gettext("Still sending the last message: this one goes once it appears above."));
+    return;
+  }
+  var why = tooLong(text);
+  if (why === null && !(chat.socket && chat.socket.readyState === WebSocket.OPEN && chat.inRoom)) {
+    why = chat.room ? gettext("Not sent: not connected. It is still here: send it again once reconnected.")
+                    : gettext("Not sent: join a room first.");
+  }
+  if (why !== null) {
+    showSendError(why);
+    return;
+  }
+  chat.pending = {id: "m" + chat.nextId++, text: text, lost: false};
+  sending(true);
+  showSendError(null);
+  chat.socket.send(JSON.stringify(outgoing(chat.pending)));
+  chat.pendingTimer = setTimeout(unanswered, PENDING_MS);
+}
+
+/* No frame for the pending message and no refusal: a frame daphne held while Redis was down
+ * too long is dropped without a word (docs/protocol.md). The text stays; the person decides. */
+function unanswered() {
+  if (!chat.pending || chat.pending.lost) return;
+  chat.pending = null;
+  sending(false);
+  showSendError(say(gettext("No word from the server about this message for %(duration)s: it may not have been sent. It is still here: send it again."),
+                    {duration: duration(PENDING_MS / 1000)}));
+}
+
+/* What is typed, kept for this tab: a reload (the language switch) puts it back. */
+function keepDraft() {
+  try {
+    sessionStorage.setItem("draft", byId("message").value);
+  } catch (unavailable) {
+    // Private windows may refuse storage: the box still holds it.
+  }
+}
+
+function keptDraft() {
+  try {
+    return sessionStorage.getItem("draft") || "";
+  } catch (unavailable) {
+    return "";
+  }
+}
+
+/* A paste longer than the box's maxlength is kept whole (the browser would cut it silently),
+ * and the page says how much too long it is. */
+function pasteWhole(event) {
+  var input = event.currentTarget;
+  var pasted = event.clipboardData ? event.clipboardData.getData("text/plain").replace(/[\r\n]+/g, " ") : "";
+  var start = input.selectionStart, end = input.selectionEnd;
+  var whole = input.value.slice(0, start) + pasted + input.value.slice(end);
+  if (!pasted || whole.length <= input.maxLength) return;
+  event.preventDefault();
+  input.value = whole;
+  input.setSelectionRange(start + pasted.length, start + pasted.length);
+  typed();
+}
+
+/* After each change to the box: keep it, and say at once when it became too long (or no longer is). */
+function typed() {
+  keepDraft();
+  var why = tooLong(byId("message").value);
+  if (why) showSendError(why);
+  else if (!chat.pending && byId("message").getAttribute("aria-invalid") === "true") showSendError(null);
 }
 
 /* The study note's test, unchanged in flow: open /channels_example/ (the note's echo,
  * not a room), send "hello world", and show the reply (in the page rather than in alert()). */
 function WebSocketTest() {
   var output = byId("seed-output");
-  output.textContent = "connecting to /channels_example/ …";
+  output.textContent = gettext("connecting to /channels_example/ …");
   var socket = new WebSocket(socketUrl("/channels_example/"));
   socket.onopen = function () {
     socket.send("hello world");
@@ -567,7 +924,7 @@ function WebSocketTest() {
     socket.close();
   };
   socket.onerror = function () {
-    output.textContent = "the WebSocket failed";
+    output.textContent = gettext("the WebSocket failed");
   };
 }
 
@@ -582,6 +939,9 @@ document.addEventListener("DOMContentLoaded", function () {
     join(byId("room").value, asGuest ? "" : byId("handle").value);
   });
   byId("send").addEventListener("submit", send);
+  byId("message").addEventListener("input", typed);
+  byId("message").addEventListener("paste", pasteWhole);
+  if (!byId("message").value) byId("message").value = keptDraft();
   if (byId("logout")) byId("logout").addEventListener("submit", logOut);
   byId("seed-test").addEventListener("click", function (event) {
     event.preventDefault();

@@ -51,7 +51,7 @@ function chart(values) {
   label.setAttribute("x", "4");
   label.setAttribute("y", "12");
   label.setAttribute("class", "label");
-  label.textContent = "max " + top.toFixed(1) + "/s";
+  label.textContent = interpolate(gettext("max %(rate)s/s"), {rate: top.toFixed(1)}, true);
   svg.appendChild(label);
 }
 
@@ -61,10 +61,14 @@ function show(figures) {
   }, 0);
   var perSecond = rates(figures.samples);
   byId("connections").textContent = String(connections);
+  byId("connections-label").textContent = ngettext("connection", "connections", connections);
   byId("rooms").textContent = String(figures.rooms);
+  byId("rooms-label").textContent = ngettext("room with members", "rooms with members", figures.rooms);
   byId("rate").textContent = perSecond.length ? perSecond[perSecond.length - 1].toFixed(1) : "0";
   byId("workers").textContent = String(figures.workers);
+  byId("workers-label").textContent = ngettext("worker", "workers", figures.workers);
   byId("daphnes").textContent = String(figures.daphnes);
+  byId("daphnes-label").textContent = ngettext("daphne", "daphnes", figures.daphnes);
   byId("dropped").textContent = String(figures.dropped);
   chart(perSecond);
   fill("busiest", figures.busiest.map(function (room) {
@@ -76,7 +80,8 @@ function show(figures) {
   }));
   var updated = byId("updated");
   updated.dataset.state = "connected";
-  updated.textContent = "updated " + new Date().toLocaleTimeString();
+  updated.textContent = interpolate(gettext("updated %(time)s"),
+                                    {time: new Date().toLocaleTimeString(document.documentElement.lang)}, true);
 }
 
 function poll() {
@@ -86,7 +91,7 @@ function poll() {
   }).then(show).catch(function (error) {
     var updated = byId("updated");
     updated.dataset.state = "error";
-    updated.textContent = "cannot read the figures: " + error.message;
+    updated.textContent = interpolate(gettext("cannot read the figures: %(reason)s"), {reason: error.message}, true);
   }).finally(function () {
     setTimeout(poll, POLL_MS);
   });

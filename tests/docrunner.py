@@ -2,14 +2,18 @@
 
 The docs' conventions, which this enforces:
 
-* Every fenced ```sh block of README.md and docs/*.md is **runnable**. It runs from the
-  repository's root in ``bash -euo pipefail``, with stdin closed, in the environment of a
-  fresh shell on a machine set up by scripts/test: none of the variables settings.py reads
-  (nor WORKERS, SHARDS) is set. Port 8000 in it becomes a free port, and so does 6379, the
-  Redis port a user types, each the same in every block of one document; PORT is set to
-  the first, as scripts/run and scripts/prod listen on PORT, 8000 when it is unset. It
-  must exit 0, leave no process of its own running, and leave ``git status --porcelain``
-  as it found it.
+* Every fenced ```sh block of README.md and docs/*.md is **runnable**. It runs in
+  ``bash -euo pipefail``, with stdin closed, from the root of a **user's tree**
+  (``user_tree``): a copy of the work tree as a user has it after cloning it and running
+  scripts/run, whose venv holds the runtime requirements only. A command that needs a
+  tool's own requirements (websockets: scripts/requirements.txt; the benchmarks':
+  bench/requirements.txt) fails there unless the document installs them first, as a user
+  would have to. The environment is a fresh shell's on a machine set up by scripts/test:
+  no venv on PATH, and none of the variables settings.py reads (nor HOST, WORKERS,
+  SHARDS) set. Port 8000 in it becomes a free port, and so does 6379, the Redis port a
+  user types, each the same in every block of one document; PORT is set to the first, as
+  scripts/run and scripts/prod listen on PORT, 8000 when it is unset. It must exit 0,
+  leave no process of its own running, and leave ``git status --porcelain`` as it found it.
 * ``<!-- doc-test: server -->`` on the line just before the fence: the block starts a
   server in the foreground (scripts/run, scripts/prod, daphne ...). It is started in the
   background, in a process group of its own, and waited for until
@@ -26,10 +30,15 @@ The docs' conventions, which this enforces:
 A failure names the document and the line of the block, shows the block as it ran, and
 the end of its output (or of the server's).
 """
+import contextlib
+import fcntl
+import hashlib
 import os
 import re
+import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -40,6 +49,10 @@ from pathlib import Path
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+# Where user_tree lays its tree: one place per work tree, outside it, the same on every run,
+# since a venv holds the path it was made at.
+TREES = Path(tempfile.gettempdir()) / ("channels_example-docs-%s" % hashlib.sha256(bytes(ROOT)).hexdigest()[:12])
+TREE = TREES / "tree"
 
 # Seconds a server may take to answer, a block to run, and a server to exit after SIGINT.
 START_SECONDS = 90
@@ -48,7 +61,7 @@ STOP_SECONDS = 15
 # The ports the docs write, each replaced by a free one (not inside a longer number).
 PORTS = {"8000": re.compile(r"(?<!\d)8000(?!\d)"), "6379": re.compile(r"(?<!\d)6379(?!\d)")}
 # Besides what settings.py reads: the scripts' own variables.
-SCRIPT_VARIABLES = {"PORT", "WORKERS", "SHARDS", "DJANGO_SETTINGS_MODULE"}
+SCRIPT_VARIABLES = {"PORT", "HOST", "WORKERS", "SHARDS", "DJANGO_SETTINGS_MODULE"}
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\s]*)[^`]*$")
 MARKER = re.compile(r"^[ \t]*<!--[ \t]*doc-test:[ \t]*(?P<directive>.*?)[ \t]*-->[ \t]*$")
@@ -77,10 +90,12 @@ class Block:
 
 
 def _shown(path):
-    try:
-        return str(Path(path).resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path)
+    for root in (ROOT, TREE):
+        try:
+            return str(Path(path).resolve().relative_to(root.resolve()))
+        except ValueError:
+            pass
+    return str(path)
 
 
 def blocks(doc):
@@ -143,9 +158,96 @@ def settings_variables():
 
 
 def fresh_environment():
-    """This process's environment (PATH with the venv, PYTHON, HOME) without the chat's variables."""
-    dropped = settings_variables() | SCRIPT_VARIABLES | {"CHANNELS_EXAMPLE_SERVER"}
-    return {name: value for name, value in os.environ.items() if name not in dropped}
+    """This process's environment (PATH, PYTHON, HOME) without the chat's variables, and without the
+    test venv that scripts/test put first on PATH: a fresh shell has no venv."""
+    dropped = settings_variables() | SCRIPT_VARIABLES | {"CHANNELS_EXAMPLE_SERVER", "VIRTUAL_ENV"}
+    environment = {name: value for name, value in os.environ.items() if name not in dropped}
+    if sys.prefix != sys.base_prefix:
+        venv = os.path.join(sys.prefix, "bin")
+        environment["PATH"] = os.pathsep.join(
+            entry for entry in environment.get("PATH", "").split(os.pathsep) if entry.rstrip("/") != venv)
+    return environment
+
+
+@contextlib.contextmanager
+def user_tree(source=ROOT):
+    """A user's tree, for the docs' commands: the files of ``source``'s work tree (tracked and
+    untracked, not ignored), committed in a repository of their own, set up by scripts/run's
+    ensure_venv: its venv holds requirements.txt only, and .venv links to it.
+
+    The venv is made once, while the pins stay the same, and kept beside the tree (TREES): each
+    tree gets a copy, so what one document installs into it no other document sees. The tree is always
+    laid at TREE (a venv holds its path), one at a time: a second run waits for the first."""
+    TREES.mkdir(exist_ok=True)
+    with open(TREES / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        shutil.rmtree(TREE, ignore_errors=True)
+        try:
+            _copy_work_tree(source, TREE)
+            _set_up_venv(TREE)
+            yield TREE
+        finally:
+            shutil.rmtree(TREE, ignore_errors=True)
+
+
+def _copy_work_tree(source, tree):
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=source,
+                            stdout=subprocess.PIPE, check=True).stdout.decode("utf-8").split("\0")
+    for name in filter(None, listed):
+        origin, copy = Path(source) / name, tree / name
+        if not origin.is_symlink() and not origin.exists():
+            continue  # deleted in the work tree, not yet in git
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(origin, copy, follow_symlinks=False)
+    git = ["git", "-c", "user.name=docs", "-c", "user.email=docs@localhost", "-c", "commit.gpgsign=false"]
+    for command in (["init", "--quiet"], ["add", "--all"], ["commit", "--quiet", "--message", "a user's tree"]):
+        subprocess.run(git + command, cwd=tree, check=True)
+
+
+def _set_up_venv(tree):
+    """Put the kept runtime venv into ``tree`` (made anew when there is none, or its pins changed)."""
+    def ensure_venv():
+        shell(tree, 'source scripts/_setup.sh && ensure_venv requirements.txt')
+        return (tree / ".venv").resolve()
+
+    version = shell(tree, 'source scripts/_setup.sh && choose_python && echo "$PYTHON_VERSION"').strip()
+    kept, venv = TREES / ("venv-" + version), tree / (".venv-" + version)
+    if kept.exists():
+        # Hard links, three times faster than copies: pip and Python replace a file, never write
+        # into it, so nothing done in the tree reaches the kept venv; but ensure_venv writes
+        # its marker in place, so the tree gets a marker of its own.
+        subprocess.run(["cp", "-al", str(kept), str(venv)], check=True)
+        marker = venv / ".installed"
+        text = marker.read_text()
+        marker.unlink()
+        marker.write_text(text)
+    installed = _marker(venv)
+    ensure_venv()
+    if installed is not None and _marker(venv) == installed:
+        return  # the kept venv had the pins
+    if installed is not None:  # the pins changed: a venv made anew keeps nothing the old pins had
+        shutil.rmtree(venv)
+        ensure_venv()
+    shutil.rmtree(kept, ignore_errors=True)
+    subprocess.run(["cp", "-a", str(venv), str(kept)], check=True)
+
+
+def _marker(venv):
+    """What ensure_venv wrote into the venv: the pins' digest and the requirements installed."""
+    try:
+        return (venv / ".installed").read_text()
+    except FileNotFoundError:
+        return None
+
+
+def shell(root, command):
+    """Run ``command`` in bash from ``root``, in a fresh shell's environment; its output (DocError if it fails)."""
+    done = subprocess.run(["bash", "-c", command], cwd=root, env=fresh_environment(), stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    if done.returncode != 0:
+        raise DocError("setting up the user's tree failed: %s exited with %d:\n%s"
+                       % (command, done.returncode, done.stdout))
+    return done.stdout
 
 
 def git_status(root):

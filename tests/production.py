@@ -47,6 +47,7 @@ class Stack:
         self.env = {key: value for key, value in topology.production_env(self.redis_url, **env).items()
                     if value is not None}
         subprocess.run(manage("migrate", "--verbosity", "0"), env=self.env, check=True)
+        subprocess.run(manage("collectstatic", "--noinput", "--verbosity", "0"), env=self.env, check=True)
         for number in range(daphnes):
             self.daphnes.append(self._start(topology.web(free_port(), self.env, extra_args=daphne_args),
                                             "daphne-%d" % number))

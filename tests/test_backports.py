@@ -43,3 +43,24 @@ def test_a_user_with_an_unusable_password_costs_a_hash_like_any_other_cve_2024_3
                 mock.patch("django.contrib.auth.hashers.PBKDF2PasswordHasher.verify", return_value=False) as verified:
             assert authenticate(username=username, password="wrong") is None
         assert hashed.call_count + verified.call_count >= 1, username
+
+
+def test_a_huge_accept_language_header_is_cut_before_it_is_parsed_cve_2023_23969():
+    from django.utils.translation import trans_real
+
+    header = "zh-hans," + "x" * 600
+    with mock.patch("channels_example.backports._parse_accept_lang_header", return_value=()) as parsed:
+        trans_real.parse_accept_lang_header(header)
+    parsed.assert_called_once_with("zh-hans")
+    page = Client(HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9," + "en;q=0.1," * 100).get("/accounts/login/")
+    assert page["Content-Language"] == "zh-hans"
+
+
+def test_a_language_code_over_500_characters_is_no_language_cve_2024_39614():
+    from django.utils.translation import trans_real
+
+    with pytest.raises(LookupError):
+        trans_real.get_supported_language_variant("zh-" + "a" * 600)
+    client = Client()
+    client.cookies["django_language"] = "en-" + "a" * 600
+    assert client.get("/accounts/login/", HTTP_ACCEPT_LANGUAGE="zh-CN")["Content-Language"] == "zh-hans"

@@ -1,10 +1,13 @@
 """The docs' command blocks run as pasted, and the Chinese twins carry the same ones.
 
-Each ```sh block of README.md and docs/*.md runs from the repository's root, as
+Each ```sh block of README.md and docs/*.md runs from the root of a user's tree (a copy of
+the work tree whose venv holds the runtime requirements only, as scripts/run makes it), as
 tests/docrunner.py describes (servers, short variants, a free port for 8000), and must
 exit 0 and leave the work tree as it was. One test per document, so a failure names it.
 """
+import os
 import subprocess
+import sys
 
 import pytest
 
@@ -29,7 +32,8 @@ def shown(path):
 def test_every_command_block_runs_as_pasted(document):
     timings = []
     try:
-        docrunner.run_document(document, timings=timings)
+        with docrunner.user_tree() as tree:
+            docrunner.run_document(tree / document.relative_to(ROOT), root=tree, timings=timings)
     finally:
         for block, seconds in timings:
             print("%s %s%.1f s" % (block.where, "(server, until it answered) " if block.server else "", seconds))
@@ -157,12 +161,30 @@ def test_ports_are_replaced_where_written_and_not_inside_longer_numbers():
                                 {"8000": 41000, "6379": 41001}) == "PORT=41000 x:41000/ -p 41001 18000 80001 63790"
 
 
-def test_blocks_run_without_the_chats_environment(monkeypatch):
+def test_blocks_run_without_the_chats_environment_nor_the_test_venv(monkeypatch):
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
     monkeypatch.setenv("PORT", "1")
     environment = docrunner.fresh_environment()
     assert "REDIS_URL" not in environment and "PORT" not in environment and "SECRET_KEY" not in environment
     assert environment["PATH"]
+    assert os.path.join(sys.prefix, "bin") not in environment["PATH"].split(os.pathsep)
+
+
+WEBSOCKETS = """# A tool
+
+```sh
+.venv/bin/python -c 'import websockets; print("the client is here")'
+```
+"""
+INSTALLED_FIRST = WEBSOCKETS.replace("```sh\n", "```sh\n.venv/bin/pip install --quiet -r scripts/requirements.txt\n")
+
+
+def test_a_tools_requirement_is_not_in_a_users_venv_until_the_document_installs_it():
+    with docrunner.user_tree() as tree:
+        said = refusal(document(tree, WEBSOCKETS), tree)
+        assert "guide.md:3: the block exited with 1" in said
+        assert "No module named 'websockets'" in said
+        docrunner.run_document(document(tree, INSTALLED_FIRST), root=tree)
 
 
 def test_port_is_the_free_port_that_replaces_8000_as_scripts_run_listens_on_port(checkout):

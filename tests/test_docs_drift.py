@@ -7,6 +7,8 @@
 * docs/deploying.md (and its twin): its Environment table names every variable
   settings.py reads and no other; its scripts' table every variable scripts/ read
   besides, with its default.
+* docs/security.md (and its twin): the views its Django advisories were judged against are
+  every URL of channels_example/urls.py, each named by its path or its name.
 * Every document: an UPPER_CASE name it writes in backticks exists (a setting, an
   environment variable something here reads, a constant of the code, or a word of Redis,
   HTTP or signals), but for the few listed in NOT_SETTINGS, each with its reason.
@@ -98,6 +100,23 @@ def test_the_environment_table_names_every_variable_settings_py_reads_and_no_oth
 @pytest.mark.parametrize("document", DEPLOYING, ids=shown)
 def test_the_scripts_table_names_every_other_variable_the_scripts_read_with_its_default(document):
     assert docfacts.table_differences(script_rows(read(document)), docfacts.script_rows(), "variable") == []
+
+
+SECURITY = [ROOT / "docs" / "security.md", ROOT / "docs" / "zh-CN" / "security.md"]
+
+
+def advisories_section(markdown):
+    """The section on Django's advisories: from its heading to the next one of its level."""
+    return re.search(r"^## (?:Django advisories|2.2.28 之后的 Django 安全公告).*?(?=^## |\Z)", markdown, re.M | re.S).group(0)
+
+
+@pytest.mark.parametrize("document", SECURITY, ids=shown)
+def test_the_advisories_were_judged_against_every_url_the_project_has(document):
+    from channels_example.urls import urlpatterns
+    section = advisories_section(read(document))
+    unnamed = [str(url.pattern) for url in urlpatterns
+               if "`/%s`" % url.pattern not in section and "`%s`" % url.name not in section]
+    assert unnamed == []
 
 
 @pytest.fixture(scope="module")
@@ -274,8 +293,8 @@ def test_an_example_with_a_field_too_many_or_too_few_an_unknown_code_or_not_json
         else:
             found += [(line, problem.split(":")[0]) for problem in docfacts.client_frame_problems(value, parse_text)]
     assert found == [
-        (3, "a frame of type 'welcome' has the fields ['handle', 'members', 'room', 'sender', 'signed_in', 'staff', "
-            "'type'], not ['handle', 'members', 'room', 'signed_in', 'staff', 'type']"),
+        (3, "a frame of type 'welcome' has the fields ['handle', 'members', 'members_signed_in', 'room', 'sender', "
+            "'signed_in', 'staff', 'type'], not ['handle', 'members', 'room', 'signed_in', 'staff', 'type']"),
         (4, "a frame of type 'message' has the fields ['handle', 'message', 'room', 'sender', 'seq', 'signed_in', "
             "'ts', 'type'], not ['edited', 'handle', 'message', 'room', 'sender', 'seq', 'signed_in', 'ts', 'type']"),
         (6, "no error frame has the code 'too_loud'"),

@@ -1,9 +1,12 @@
 """Every relative link in the READMEs and docs/ leads to a file that exists, and every
 ``#anchor`` into a Markdown file to one of its headings (GitHub's rules for heading ids).
+Every commit a document names (a short hash in backticks) is one of this repository's, so
+``git show`` finds it.
 
 Links to http(s):// and mailto: are not checked; links inside code are not links.
 """
 import re
+import subprocess
 import unicodedata
 from pathlib import Path
 from urllib.parse import unquote
@@ -82,6 +85,27 @@ def broken_links(document):
 def test_every_relative_link_resolves(document):
     assert document.exists(), "%s is missing" % document.relative_to(ROOT)
     assert broken_links(document) == []
+
+
+# A commit's short name, in backticks, with a letter in it: `83920175`, all digits, is a number.
+COMMIT = re.compile(r"`((?=[0-9a-f]*[a-f])[0-9a-f]{7,40})`")
+
+
+def is_a_commit_here(name):
+    return subprocess.run(["git", "cat-file", "-e", name + "^{commit}"], cwd=ROOT,
+                          stderr=subprocess.DEVNULL).returncode == 0
+
+
+@pytest.mark.parametrize("document", documents(), ids=lambda path: str(path.relative_to(ROOT)))
+def test_every_commit_a_document_names_is_in_this_repository(document):
+    named = COMMIT.findall(document.read_text(encoding="utf-8"))
+    assert [name for name in named if not is_a_commit_here(name)] == []
+
+
+def test_a_commit_that_is_not_here_is_not_one():
+    assert is_a_commit_here(subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
+                                           stdout=subprocess.PIPE, universal_newlines=True).stdout.strip())
+    assert not is_a_commit_here("0000000")
 
 
 SAMPLE = """# Title

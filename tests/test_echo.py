@@ -121,6 +121,20 @@ async def a_room_still_answers(port):
         return welcome["room"]
 
 
+async def empty_messages(port):
+    """An empty text message, the same sent as three empty fragments, then "after": every frame received."""
+    async with connect("ws://127.0.0.1:%d%s" % (port, NOTE_PATH), origin="http://127.0.0.1:%d" % port,
+                       open_timeout=TIMEOUT) as ws:
+        await ws.send("")
+        await ws.send(["", "", ""])
+        await ws.send("after")
+        return [await asyncio.wait_for(ws.recv(), TIMEOUT) for _ in range(3)]
+
+
+def test_the_echo_sends_back_an_empty_message_as_it_does_any_other(runserver):
+    assert run(empty_messages(runserver.port)) == ["", "", "after"]
+
+
 def test_under_runserver_the_note_page_path_echoes_and_other_paths_are_rooms(runserver):
     assert run(the_note_page(runserver.port)) == ["hello world", "second"]
     assert run(a_room_still_answers(runserver.port)) == "channels_examples"

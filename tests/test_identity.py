@@ -125,6 +125,11 @@ class TestGuests(IdentityTestCase):
             refusal = self.connect(WSClient(), "/lobby/?handle=" + name)
             self.assertEqual(refusal["code"], "handle_taken")
 
+    def test_a_guest_refused_a_registered_name_is_told_the_account_as_registered(self):
+        refusal = self.connect(WSClient(), "/lobby/?handle=ANN")
+        self.assertEqual(refusal["detail"], "ANN belongs to the account ann (a name is the same in any case): "
+                                            "sign in as ann, or choose another")
+
     def test_within_a_room_a_name_belongs_to_one_person_at_a_time(self):
         self.connect(WSClient(), "/lobby/?handle=visitor")
         self.assertEqual(self.connect(WSClient(), "/lobby/?handle=visitor")["code"], "handle_in_use")

@@ -5,8 +5,9 @@ Python WebSocket clients from tests.chatclient talk alongside the pages there).
 Each test waits on what the page shows (Playwright's expect), never on the clock.
 People with accounts sign up, log in and log out through the account pages as a
 person does; a staff member is made with `manage.py shell`, as an admin would.
-test_a_signed_in_user_and_a_guest_make_the_screenshot makes the README's picture; it
-replaces docs/screenshot.png only when UPDATE_SCREENSHOT=1 (the times in it change every run).
+test_a_signed_in_user_and_a_guest_make_the_screenshot makes the READMEs' pictures, one per
+language; it replaces docs/screenshot.png and docs/screenshot.zh-CN.png only when
+UPDATE_SCREENSHOT=1 (the times in them change every run).
 """
 import contextlib
 import json
@@ -30,7 +31,13 @@ from tests.servers import ROOT, Process, free_port, manage
 CONNECT_TIMEOUT = 15000
 RECONNECT_TIMEOUT = 30000
 XSS = "<img src=x onerror=alert(1)>"
-SCREENSHOT = os.path.join(ROOT, "docs", "screenshot.png")
+# The page's languages, as a browser's locale asks for them.
+LANGUAGES = ["en", "zh-CN"]
+# Django's language code for each browser locale: the switch's lang attribute.
+LANGUAGE_CODES = {"en": "en", "zh-CN": "zh-hans"}
+SCREENSHOTS = {"en": os.path.join(ROOT, "docs", "screenshot.png"),
+               "zh-CN": os.path.join(ROOT, "docs", "screenshot.zh-CN.png")}
+SIGNED_IN = {"en": "%s in %s (signed in)", "zh-CN": "%s 在 %s（已登录）"}
 PASSWORD = "a-long-password-9"
 OWN, NOT_OWN = re.compile(r"\bown\b"), re.compile(r"^(?!.*\bown\b)")
 
@@ -44,6 +51,9 @@ def open_room(page, port, room, handle, connected=True):
 
 
 def say(page, text):
+    """Type ``text`` and press Enter, once the message before it is no longer being sent (as a person
+    types the next message once the box has emptied)."""
+    expect(page.locator("#send")).not_to_have_attribute("data-state", "sending")
     page.fill("#message", text)
     page.press("#message", "Enter")
 
@@ -70,8 +80,9 @@ def create_user(server, username, staff=False):
     subprocess.run(manage("shell", "-c", script), env=server.env, check=True)
 
 
-def sign_up(page, port, username, room):
-    """Sign up through /accounts/signup/, then open the room; wait until the page has joined it signed in."""
+def sign_up(page, port, username, room, language="en"):
+    """Sign up through /accounts/signup/, then open the room; wait until the page, in ``language``, has
+    joined it signed in."""
     page.goto("http://127.0.0.1:%d/accounts/signup/" % port)
     page.fill("#id_username", username)
     page.fill("#id_password1", PASSWORD)
@@ -79,7 +90,7 @@ def sign_up(page, port, username, room):
     page.click("main form button")
     expect(page.locator("#account")).to_have_attribute("data-signed-in", "1")
     page.goto("http://127.0.0.1:%d/?%s" % (port, urlencode({"room": room})))
-    expect(page.locator("#status")).to_have_text("%s in %s (signed in)" % (username, room), timeout=CONNECT_TIMEOUT)
+    expect(page.locator("#status")).to_have_text(SIGNED_IN[language] % (username, room), timeout=CONNECT_TIMEOUT)
     return page
 
 
@@ -127,6 +138,22 @@ def chat_both_ways(port, new_page):
     assert abs(stamp - time.time()) < 60
 
 
+def test_under_daphne_and_workers_the_admin_and_the_chat_page_are_styled(production, page):
+    port = production(workers=1).port
+    stylesheets = []
+    page.on("response", lambda response: stylesheets.append((urlsplit(response.url).path, response.status))
+            if response.request.resource_type == "stylesheet" else None)
+
+    page.goto("http://127.0.0.1:%d/admin/login/" % port)
+    # Django admin's base.css colours its header: the stylesheet was served and applied.
+    expect(page.locator("#header")).to_have_css("background-color", "rgb(65, 118, 144)")
+    page.goto("http://127.0.0.1:%d/" % port)
+    expect(page.locator(".top")).to_have_css("display", "flex")  # chat.css lays the header out
+
+    assert ("/static/admin/css/base.css", 200) in stylesheets, stylesheets
+    assert ("/static/chat.css", 200) in stylesheets, stylesheets
+
+
 def test_a_page_in_another_room_sees_nothing_of_it(runserver, new_page):
     ann = open_room(new_page(), runserver.port, "general", "ann")
     bob = open_room(new_page(), runserver.port, "general", "bob")
@@ -166,6 +193,7 @@ def test_chinese_room_name_and_text_through_the_join_form_and_the_room_link(runs
     guest.keyboard.press("Enter")
     expect(guest.locator("#status")).to_have_text("小红 in 聊天室 (guest)", timeout=CONNECT_TIMEOUT)
     say(xiaoming, "你好，世界")
+    expect(texts(guest)).to_have_text(["你好，世界"])  # two senders' messages are ordered by the room, not by who typed first
     say(guest, "你好，小明")
 
     for page in (xiaoming, guest):
@@ -188,28 +216,63 @@ def test_markup_in_a_message_handle_or_room_shows_as_text(runserver, new_page):
     assert dialogs == []
 
 
-def test_server_error_frames_show_inline_and_the_chat_goes_on(runserver, new_page):
+def paste(page, text):
+    """Paste ``text`` into the message box, as Ctrl+V does (a paste event with the clipboard's text)."""
+    page.focus("#message")
+    page.eval_on_selector("#message", """(box, text) => {
+        const clipboard = new DataTransfer();
+        clipboard.setData("text/plain", text);
+        const pasted = new ClipboardEvent("paste", {clipboardData: clipboard, cancelable: true});
+        if (box.dispatchEvent(pasted)) document.execCommand("insertText", false, text);
+    }""", text)
+
+
+def test_a_refused_message_stays_in_the_box_with_the_reason_beside_it_and_the_chat_goes_on(runserver, new_page):
     ann = open_room(new_page(), runserver.port, "lobby", "ann")
     bob = open_room(new_page(), runserver.port, "lobby", "bob")
     dialogs = record_dialogs(ann)
 
-    say(ann, "x" * 2001)
     say(ann, "   ")
+    expect(ann.locator("#send-error")).to_have_text("The message is empty: type something to send.")
+    expect(ann.locator("#message")).to_have_value("   ")
     say(ann, "still here")
 
-    errors = ann.locator(".note.error")
-    expect(errors).to_have_text([re.compile("at most 2000 characters"), "the message is empty"])
     expect(texts(bob)).to_have_text(["still here"])
     expect(texts(ann)).to_have_text(["still here"])
-    expect(bob.locator(".note.error")).to_have_count(0)
+    expect(ann.locator("#send-error")).to_be_hidden()
+    expect(ann.locator("#message")).to_have_value("")
     expect(ann.locator("#status")).to_have_attribute("data-state", "connected")
     assert dialogs == []
 
 
+@pytest.mark.parametrize("size", [2001, 200 * 1024, 300 * 1024], ids=["2001-characters", "200-KB", "300-KB"])
+def test_a_paste_too_long_to_send_is_kept_whole_and_refused_by_the_page_before_it_is_sent(runserver, page, size):
+    sent = []
+    page.on("websocket", lambda socket: socket.on("framesent", lambda frame: sent.append(frame)))
+    open_room(page, runserver.port, "lobby", "ann")
+    text = "长" * size
+
+    paste(page, text)
+    expect(page.locator("#send-error")).to_have_text(
+        "%s characters: at most 2,000. Shorten it, or send it in parts." % format(size, ","))
+    page.press("#message", "Enter")
+
+    expect(page.locator("#message")).to_have_value(text)  # whole: the browser's maxlength would cut it
+    expect(page.locator("#send-error")).to_be_visible()
+    say(page, "a short one")  # the socket stayed open: nothing too large was sent
+    expect(texts(page)).to_have_text(["a short one"])
+    assert sent == ['{"message":"a short one"}']
+
+
+ROOM_REFUSED = ("“%s” cannot be a room: a room name has 1 to 100 characters, no “/”, no control characters and no "
+                "spaces at either end. Choose another. The page will not retry by itself.")
+
+
 @pytest.mark.parametrize("room, handle, reason", [
-    ("a/b", "ann", "a room name is one path segment, not 'a/b'"),
-    ("r" * 101, "ann", "a room name has at most 100 characters, not 101"),
-    ("lobby", "h" * 33, "a handle has 1 to 32 characters"),
+    ("a/b", "ann", ROOM_REFUSED % "a/b"),
+    ("r" * 101, "ann", ROOM_REFUSED % ("r" * 101)),
+    ("lobby", "h" * 33, "“%s” cannot be a name: 1 to 32 characters, at least one of them visible, and no control "
+                        "characters. Choose another. The page will not retry by itself." % ("h" * 33)),
 ], ids=["room-with-a-slash", "room-of-101-characters", "handle-of-33-characters"])
 def test_refused_connection_shows_the_reason_and_is_not_retried(runserver, page, room, handle, reason):
     sockets = []
@@ -219,7 +282,11 @@ def test_refused_connection_shows_the_reason_and_is_not_retried(runserver, page,
     open_room(page, runserver.port, room, handle, connected=False)
     expect(page.locator("#status")).to_have_attribute("data-state", "refused", timeout=CONNECT_TIMEOUT)
     expect(page.locator("#status")).to_have_text("refused")
-    expect(page.locator(".note.error")).to_have_text([reason])
+    expect(page.locator("#join-error")).to_have_text(reason)
+    # The refused room is nobody's current room: no header, no link, not in the page's address.
+    expect(page.locator("#room-name")).to_have_text("")
+    expect(page.locator("#share")).to_be_hidden()
+    expect(page).to_have_url("http://127.0.0.1:%d/" % runserver.port)
     # Let a minute pass on the page's clock: longer than any backoff would wait.
     page.clock.run_for(60000)
 
@@ -237,17 +304,21 @@ ARRIVES = {
     # 1 s: on a busy machine the page then sees 1006, not the 4400 the close frame carried.
     "cut connection": lambda socket: socket.close(code=1006),
 }
-WILL_NOT_RETRY = "the server refused this room or handle, so the page will not retry: pick another above"
+# What the page says beside the join form: the reason the error frame gave, or, when the close came
+# first (a browser drops what follows a close), that the server refused; either way, once.
+REFUSED_WITH_ITS_REASON = ("Someone else in lobby is called “ann” now: choose another name. "
+                           "The page will not retry by itself.")
+REFUSED = "The server refused this room or name: choose another. The page will not retry by itself."
 
 
-@pytest.mark.parametrize("first, then, notes", [
-    ("error frame", "close 4400", [REFUSAL_DETAIL, WILL_NOT_RETRY]),
-    ("error frame", "cut connection", [REFUSAL_DETAIL, WILL_NOT_RETRY]),
+@pytest.mark.parametrize("first, then, said", [
+    ("error frame", "close 4400", REFUSED_WITH_ITS_REASON),
+    ("error frame", "cut connection", REFUSED_WITH_ITS_REASON),
     # Nothing after a close reaches a page: a browser drops it, as Playwright's stand-in socket does.
-    ("close 4400", "error frame", [WILL_NOT_RETRY]),
+    ("close 4400", "error frame", REFUSED),
 ], ids=["error-frame-then-close-4400", "error-frame-then-a-cut-connection", "close-4400-then-error-frame"])
 def test_a_refusal_is_shown_once_and_not_retried_whichever_of_its_frame_and_close_comes_first(
-        runserver, page, first, then, notes):
+        runserver, page, first, then, said):
     sockets = []  # the page's sockets: Playwright answers them for the test, in the server's place
 
     def answer(socket):
@@ -257,12 +328,13 @@ def test_a_refusal_is_shown_once_and_not_retried_whichever_of_its_frame_and_clos
     page.route_web_socket(re.compile(r"/lobby/"), answer)
     page.clock.install()
     open_room(page, runserver.port, "lobby", "ann", connected=False)
-    expect(page.locator(".note")).not_to_have_count(0)  # the page has shown what came first
+    expect(page.locator("#status")).to_have_attribute("data-state", "refused")  # from what came first
     ARRIVES[then](sockets[0])
     page.clock.run_for(60000)  # longer than any backoff would wait
 
-    expect(page.locator(".note")).to_have_text(notes)
+    expect(page.locator("#join-error")).to_have_text(said)
     expect(page.locator("#status")).to_have_attribute("data-state", "refused")
+    expect(page.locator(".note")).to_have_count(0)  # no "connection lost, reconnecting" from the second
     assert len(sockets) == 1, [socket.url for socket in sockets]
 
 
@@ -372,7 +444,7 @@ def shown(page):
 
 @pytest.mark.parametrize("missed, mark", [
     (12, "reconnected — 12 messages you missed"),
-    (1005, "reconnected — more than 1000 messages were missed; the oldest are not shown"),
+    (1005, "reconnected — more than 1,000 messages were missed; the oldest are not shown"),
 ], ids=["12-missed", "more-than-the-resume-limit"])
 def test_after_its_daphne_restarts_a_page_shows_every_message_once_in_order_after_a_mark(
         production, new_page, missed, mark):
@@ -584,7 +656,8 @@ def test_a_name_typed_while_the_welcome_arrives_is_sent_as_typed(runserver, new_
     expect(page.locator("#status")).to_have_text("carol in lobby (guest)", timeout=CONNECT_TIMEOUT)
     assert [parse_qs(urlsplit(url).query) for url in urls] == [{}, {"handle": ["carol"]}]
     expect(watcher.locator("#members .name")).to_have_text(["carol", "watcher"])
-    expect(watcher.locator(".note.presence").last).to_have_text("carol joined")
+    # The generated name's socket leaves as carol's joins: the room may hear either first.
+    expect(watcher.locator(".note.presence").filter(has_text=re.compile(r"^carol joined$"))).to_have_count(1)
 
 
 def test_a_guest_who_logs_in_from_a_room_link_joins_it_at_once_under_the_account(runserver, new_page):
@@ -630,7 +703,7 @@ def test_seed_test_link_shows_hello_world_in_the_page(runserver, page):
 def test_the_note_echo_path_is_not_joined_as_a_room_and_the_page_says_why(runserver, page):
     page.goto("http://127.0.0.1:%d/?%s" % (runserver.port, urlencode({"room": "channels_example", "handle": "ann"})))
 
-    expect(page.locator(".note.error")).to_have_text(
+    expect(page.locator("#join-error")).to_have_text(
         "channels_example is the study note's echo (its test page, /seed/), not a room: pick another room")
     expect(page.locator("#status")).to_have_attribute("data-state", "idle")
     page.fill("#room", "lobby")
@@ -638,27 +711,68 @@ def test_the_note_echo_path_is_not_joined_as_a_room_and_the_page_says_why(runser
     expect(page.locator("#status")).to_have_text("ann in lobby (guest)", timeout=CONNECT_TIMEOUT)
 
 
-def test_a_signed_in_user_and_a_guest_make_the_screenshot(runserver, new_page, tmp_path):
-    options = {"viewport": {"width": 760, "height": 600}, "color_scheme": "light", "locale": "en-GB"}
-    bob = open_room(new_page(**options), runserver.port, "tea-room", "bob")
-    ann = sign_up(new_page(**options), runserver.port, "ann", "tea-room")
-    conversation = [
-        (ann, "Hi Bob! Does the new chat page work for you?"),
-        (bob, "It does, and it follows the conversation as we type."),
-        (ann, "I made an account, so my name has the tick and nobody else can use it."),
-        (bob, "I'm still a guest. Tea at four?"),
-        (ann, "See you there."),
-    ]
-    for number, (person, text) in enumerate(conversation, 1):
-        say(person, text)
-        expect(texts(ann)).to_have_count(number)
+# The READMEs' conversation, in each language: a signed-in user and a guest in one room.
+CONVERSATIONS = {
+    "en": ("tea-room", "ann", "bob", [
+        ("ann", "Hi Bob! Does the new chat page work for you?"),
+        ("bob", "It does, and it follows the conversation as we type."),
+        ("ann", "I made an account, so my name has the tick and nobody else can use it."),
+        ("bob", "I'm still a guest. Tea at four?"),
+        ("ann", "See you there."),
+    ]),
+    "zh-CN": ("茶室", "小红", "小明", [
+        ("小红", "小明，新的聊天页面你那边好用吗？"),
+        ("小明", "好用，我们打字的时候，它一直跟着对话。"),
+        ("小红", "我注册了账号，所以我的名字旁边有个勾，别人用不了这个名字。"),
+        ("小明", "我还是访客。四点喝茶？"),
+        ("小红", "到时见。"),
+    ]),
+}
 
-    expect(texts(bob)).to_have_count(len(conversation))
-    expect(ann.locator(".message.own .account-mark")).to_have_count(3)
-    path = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") == "1" else str(tmp_path / "screenshot.png")
-    ann.screenshot(path=path)
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_signed_in_user_and_a_guest_make_the_screenshot(runserver, new_page, tmp_path, language):
+    room, member, guest, conversation = CONVERSATIONS[language]
+    options = {"viewport": {"width": 760, "height": 600}, "color_scheme": "light",
+               "locale": "en-GB" if language == "en" else language}
+    pages = {guest: open_room(new_page(**options), runserver.port, room, guest)}
+    pages[member] = sign_up(new_page(**options), runserver.port, member, room, language)
+    for number, (person, text) in enumerate(conversation, 1):
+        say(pages[person], text)
+        expect(texts(pages[member])).to_have_count(number)
+
+    expect(texts(pages[guest])).to_have_count(len(conversation))
+    expect(pages[member].locator(".message.own .account-mark")).to_have_count(3)
+    expect(pages[member].locator(".languages [aria-current]")).to_have_attribute("lang", LANGUAGE_CODES[language])
+    if os.environ.get("UPDATE_SCREENSHOT") == "1":
+        path = SCREENSHOTS[language]
+        if language != "en":
+            fonts = subprocess.run(["fc-list", ":lang=zh"], stdout=subprocess.PIPE, universal_newlines=True).stdout
+            assert fonts, "a Chinese picture needs a Chinese font: apt-get install fonts-noto-cjk"
+    else:
+        path = str(tmp_path / "screenshot.png")
+    pages[member].screenshot(path=path)
     with open(path, "rb") as png:
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("language, current, other", [("en", "English", "简体中文"), ("zh-CN", "简体中文", "English")])
+def test_the_language_switch_marks_the_pages_language_apart_and_switches_to_the_other(
+        runserver, new_page, language, current, other):
+    page = new_page(locale=language)
+    page.goto("http://127.0.0.1:%d/" % runserver.port)
+    switch = page.locator(".languages button")
+
+    expect(switch).to_have_text(["English", "简体中文"])  # each language named in itself
+    expect(page.locator(".languages [aria-current]")).to_have_text(current)
+    # The page's language is filled in, the other is not: they read as two choices, one made.
+    backgrounds = switch.evaluate_all("buttons => buttons.map(button => getComputedStyle(button).backgroundColor)")
+    assert backgrounds[0] != backgrounds[1], backgrounds
+    assert switch.evaluate_all("buttons => buttons[0].getBoundingClientRect().right"
+                               " <= buttons[1].getBoundingClientRect().left")
+
+    page.get_by_role("button", name=other).click()
+    expect(page.locator(".languages [aria-current]")).to_have_text(other)
 
 
 def test_handles_that_are_names_of_object_properties_come_and_go_like_any_other(runserver, new_page):
@@ -700,6 +814,9 @@ def test_a_signed_in_user_is_marked_beside_a_guest_who_cannot_take_the_name(runs
     expect(ann.locator(".message")).to_have_class([OWN, NOT_OWN])
     expect(bob.locator(".message")).to_have_class([NOT_OWN, OWN])
     expect(bob.locator("#members .member:has(.account-mark) .name")).to_have_text(["ann"])
+    # Someone joining now sees the mark too: the welcome says who of those present is signed in.
+    carol = open_room(new_page(), runserver.port, "lobby", "carol")
+    expect(carol.locator("#members .member:has(.account-mark) .name")).to_have_text(["ann"])
     expect(bob.locator("#status")).to_have_text("bob in lobby (guest)")
     # The server decides a signed-in person's name: the join form shows it, not to be edited.
     expect(ann.locator("#handle")).to_have_value("ann")
@@ -708,7 +825,8 @@ def test_a_signed_in_user_is_marked_beside_a_guest_who_cannot_take_the_name(runs
 
     squatter = open_room(new_page(), runserver.port, "lobby", "ann", connected=False)
     expect(squatter.locator("#status")).to_have_attribute("data-state", "refused", timeout=CONNECT_TIMEOUT)
-    expect(squatter.locator(".note.error")).to_have_text(["ann is a registered name: sign in as ann, or choose another"])
+    expect(squatter.locator("#join-error")).to_have_text(
+        "“ann” is an account's name: log in to use it, or choose another name. The page will not retry by itself.")
 
 
 def test_a_message_is_ones_own_by_who_sent_it_not_by_its_name(runserver, new_page):
@@ -796,7 +914,9 @@ def test_staff_delete_a_message_for_everyone_and_mute_a_member(runserver, new_pa
     expect(spammer.locator(".note.moderation").last).to_have_text("mod muted you here for 5 min")
     expect(mod.locator(".note.moderation").last).to_have_text("mod muted spammer here for 5 min")
     say(spammer, "can you hear me?")
-    expect(spammer.locator(".note.error")).to_have_text(["not sent: a moderator muted you here, 5 min to go"])
+    expect(spammer.locator("#send-error")).to_have_text(
+        "A moderator muted you here: this message was not sent. You can write again in 5 min.")
+    expect(spammer.locator("#message")).to_have_value("can you hear me?")
     say(mod, "quiet now")
     expect(texts(spammer)).to_have_text(["before", "after", "quiet now"])
     expect(texts(mod)).to_have_text(["before", "after", "quiet now"])
@@ -807,8 +927,7 @@ def test_with_guests_turned_away_a_guest_is_asked_to_sign_in_and_not_retried(sta
     open_room(page, server.port, "lobby", "bob", connected=False)
 
     expect(page.locator("#status")).to_have_attribute("data-state", "refused", timeout=CONNECT_TIMEOUT)
-    expect(page.locator(".note.error")).to_have_text(["sign in to chat here: guests are not admitted"])
-    expect(page.locator(".note").last).to_have_text(re.compile("^log in or sign up to chat here"))
+    expect(page.locator("#join-error")).to_have_text("Guests cannot chat here: log in or sign up, then join.")
 
 
 def test_a_page_signed_out_in_another_tab_before_it_joined_says_so_and_joins_as_a_guest(runserver, new_page):
@@ -832,3 +951,136 @@ def test_a_page_signed_out_in_another_tab_before_it_joined_says_so_and_joins_as_
     expect(first.locator(".note.alert")).to_have_text([re.compile("^you were signed out before this page joined")])
     expect(first.locator("#account")).to_have_attribute("data-signed-in", "0")
     expect(first.locator("#handle")).to_be_editable()
+
+
+# ---------------------------------------------------------------- what a person typed is never lost
+
+NOT_JOINED = {"en": "Not sent: this connection is in no room any more. Join the room again, then send it.",
+              "zh-CN": "没有发出：这个连接已不在任何房间里。重新加入房间，再发送。"}
+TOO_LARGE = {"en": "Not sent: the server closed the connection because this message was too large. Shorten it, "
+                   "then send it again.",
+             "zh-CN": "没有发出：这条消息太大，服务器关闭了连接。请删短一些再发送。"}
+TOO_FAST = {"en": "Not sent: the server closed the connection because messages came too fast. Send it again once "
+                  "reconnected.",
+            "zh-CN": "没有发出：消息来得太快，服务器关闭了连接。重新连接后再发送。"}
+RATE_LIMITED = {"en": "Too many messages at once: this one was not sent. Send it again in ",
+                "zh-CN": "一下子发得太多了：这条没有发出。"}
+LOST = {"en": "Not sent: the connection was lost. It is still here: send it again once reconnected.",
+        "zh-CN": "没有发出：连接断开了。消息还在这里：重新连接后再发送。"}
+
+
+def answering(page, refuse):
+    """Route the page's room socket through to the server, but answer a frame whose message is
+    "refuse me" with ``refuse(route)`` instead of passing it on."""
+    def handler(route):
+        server = route.connect_to_server()
+
+        def from_page(message):
+            if json.loads(message).get("message") == "refuse me":
+                refuse(route)
+            else:
+                server.send(message)
+
+        route.on_message(from_page)
+
+    page.route_web_socket(re.compile(r"/lobby/"), handler)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("refuse, reason", [
+    (lambda route: route.send(json.dumps({"type": "error", "code": "not_joined", "detail": "this socket is in no room"})),
+     NOT_JOINED),
+    (lambda route: route.close(code=1009, reason="message too big"), TOO_LARGE),
+    (lambda route: route.close(code=1008, reason="rate limit: too many frames, too fast"), TOO_FAST),
+], ids=["not-joined", "closed-1009", "closed-1008"])
+def test_a_refused_or_closed_send_leaves_the_text_in_the_box_with_the_reason(runserver, new_page, language, refuse,
+                                                                             reason):
+    page = new_page(locale=language)
+    answering(page, refuse)
+    open_room(page, runserver.port, "lobby", "ann")
+
+    say(page, "refuse me")
+
+    expect(page.locator("#send-error")).to_have_text(reason[language])
+    expect(page.locator("#message")).to_have_value("refuse me")
+    expect(texts(page)).to_have_count(0)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_message_over_the_rate_keeps_its_text_and_says_when_to_send_again(start_runserver, new_page, language):
+    server = start_runserver(CHAT_RATE_LIMIT="0.2/s:1")
+    page = open_room(new_page(locale=language), server.port, "lobby", "ann")
+
+    say(page, "one")
+    say(page, "two")
+
+    expect(page.locator("#send-error")).to_contain_text(RATE_LIMITED[language])
+    expect(page.locator("#message")).to_have_value("two")
+    expect(texts(page)).to_have_text(["one"])
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_message_sent_as_the_connection_drops_stays_and_is_sent_after_the_reconnect(
+        restartable_server, new_page, language):
+    page = open_room(new_page(locale=language), restartable_server.port, "lobby", "ann")
+    restartable_server.stop()
+    expect(page.locator("#status")).to_have_attribute("data-state", "reconnecting")
+
+    say(page, "typed while away")
+    expect(page.locator("#message")).to_have_value("typed while away")
+    restartable_server.start()
+    expect(page.locator("#status")).to_have_attribute("data-state", "connected", timeout=RECONNECT_TIMEOUT)
+    expect(page.locator("#message")).to_have_value("typed while away")
+    page.press("#message", "Enter")
+
+    expect(texts(page)).to_have_text(["typed while away"])
+    expect(page.locator("#message")).to_have_value("")
+
+
+def test_a_lost_connection_under_a_pending_message_keeps_it_and_says_so(runserver, new_page):
+    page = new_page()
+    answering(page, lambda route: route.close(code=1011, reason="gone"))
+    open_room(page, runserver.port, "lobby", "ann")
+
+    say(page, "refuse me")
+
+    expect(page.locator("#send-error")).to_have_text(LOST["en"])
+    expect(page.locator("#message")).to_have_value("refuse me")
+
+
+# ---------------------------------------------------------------- a layer with no exactness at join
+
+def fake_room(page, frames_after_welcome):
+    """Serve the page's room socket from the test: a welcome, then ``frames_after_welcome`` as given."""
+    def handler(route):
+        route.send(json.dumps({"type": "welcome", "room": "lobby", "handle": "ann", "signed_in": False, "staff": False,
+                               "sender": "ann-id", "members": ["ann"], "members_signed_in": []}))
+        for frame in frames_after_welcome:
+            route.send(json.dumps(frame))
+
+    page.route_web_socket(re.compile(r"/lobby/"), handler)
+
+
+def chat_message(seq, text):
+    return {"type": "message", "room": "lobby", "handle": "bob", "signed_in": False, "sender": "bob-id",
+            "message": text, "ts": 1764000000000 + seq, "seq": seq}
+
+
+def history(*messages):
+    return {"type": "history", "room": "lobby", "messages": list(messages), "upto": max(m["seq"] for m in messages)}
+
+
+@pytest.mark.parametrize("frames", [
+    [history(chat_message(1, "one"), chat_message(2, "two")), chat_message(2, "two"), chat_message(3, "three"),
+     chat_message(3, "three")],
+    [chat_message(3, "three"), history(chat_message(1, "one"), chat_message(2, "two"))],
+    [history(chat_message(1, "one")), chat_message(3, "three"), chat_message(2, "two")],
+    [chat_message(3, "three"), chat_message(2, "two"), history(chat_message(1, "one"), chat_message(2, "two"))],
+], ids=["duplicates", "live-before-history", "out-of-order", "all-at-once"])
+def test_the_page_shows_each_message_once_in_seq_order_whatever_order_the_frames_come_in(runserver, page, frames):
+    fake_room(page, frames)
+
+    open_room(page, runserver.port, "lobby", "ann")
+
+    expect(texts(page)).to_have_text(["one", "two", "three"])
+    assert [seq for seq, _ in shown(page)] == [1, 2, 3]

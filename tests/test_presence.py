@@ -24,10 +24,10 @@ def members(request):
     return presence.members()
 
 
-def test_join_returns_the_count_a_change_number_and_everyones_handles(members):
-    assert members.join(LOBBY, "daphne.response.A!1", "ann", "0 guest:a") == (1, 1, ["ann"])
-    count, number, handles = members.join(LOBBY, "daphne.response.A!2", "bob", "0 guest:b")
-    assert (count, number, sorted(handles)) == (2, 2, ["ann", "bob"])
+def test_join_returns_the_count_a_change_number_everyones_handles_and_the_signed_in_ones(members):
+    assert members.join(LOBBY, "daphne.response.A!1", "ann", "0 guest:a") == (1, 1, ["ann"], [])
+    count, number, handles, signed_in = members.join(LOBBY, "daphne.response.A!2", "bob", "1 user:2")
+    assert (count, number, sorted(handles), signed_in) == (2, 2, ["ann", "bob"], ["bob"])
     assert members.join(KITCHEN, "daphne.response.A!3", "cy", "0 guest:c")[:2] == (1, 1)
 
 
@@ -63,11 +63,19 @@ def test_welcome_and_event_frames(members):
     ann = Speaker("ann", True, True, "user:7")
     welcome, event = presence.join(LOBBY, "daphne.response.A!1", ann)
     assert json.loads(welcome["text"]) == {"type": "welcome", "room": "lobby", "handle": "ann", "signed_in": True,
-                                           "staff": True, "sender": ann.sender, "members": ["ann"]}
+                                           "staff": True, "sender": ann.sender, "members": ["ann"],
+                                           "members_signed_in": ["ann"]}
     assert json.loads(event["text"]) == {"type": "presence", "room": "lobby", "event": "join", "handle": "ann",
                                          "signed_in": True, "members": 1}
     left = presence.leave(LOBBY, "daphne.response.A!1")
     assert (json.loads(left["text"])["event"], json.loads(left["text"])["signed_in"]) == ("leave", True)
+
+
+def test_a_joiner_learns_which_members_already_there_are_signed_in(members):
+    presence.join(LOBBY, "daphne.response.A!1", Speaker("ann", True, False, "user:7"))
+    presence.join(LOBBY, "daphne.response.A!2", guest("bob"))
+    welcome, _ = presence.join(LOBBY, "daphne.response.A!3", guest("cy"))
+    assert json.loads(welcome["text"])["members_signed_in"] == ["ann"]
 
 
 def beat(daphne):

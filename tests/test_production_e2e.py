@@ -11,7 +11,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as connect_in_a_thread
 
 from tests.chatclient import TIMEOUT, each_sends_on_open, frames_until, join, joined, messages, run, sockets_in, url
-from tests.logs import CLOSED_FOR_ITS_BACKLOG, TRACEBACK, lines
+from tests.logs import CLOSED_FOR_ITS_BACKLOG, TRACEBACK, lines, not_in_the_format, wait_for_line
 
 
 def numbered(sender, count):
@@ -32,6 +32,23 @@ def test_200_clients_that_send_on_open_each_get_their_own_message_back(productio
     assert run(each_sends_on_open(stack.port, 200)) == ["hello world %d" % number for number in range(200)]
     assert lines(stack.logs(), r"\bKeyError\b") == []
     assert lines(stack.logs(), TRACEBACK) == []
+
+
+def test_daphne_the_workers_and_the_clock_write_every_line_in_the_one_format(production):
+    stack = production(workers=2)
+
+    async def visit():
+        async with join(stack.port, "lobby", "ann") as ws:
+            await joined(ws)
+
+    run(visit())
+    logs = wait_for_line(stack.logs, r" INFO channels_example\.consumers \S+ left 'lobby' as ann, code 1000$")
+
+    for process in stack.daphnes + stack.workers + stack.clocks:
+        assert not_in_the_format(process.read_log()) == [], process.name
+    assert len(lines(logs, r" INFO django\.channels Listening on channels ")) == len(stack.workers)
+    assert lines(logs, r" INFO daphne\.access 127\.0\.0\.1:\d+ WebSocket /lobby/ connected$")
+    assert lines(logs, r" INFO channels_example\.clock clock ")
 
 
 def test_one_sender_burst_of_500_arrives_in_order_with_two_workers(production):

@@ -89,7 +89,7 @@ def test_chat_frame_has_the_documented_fields():
 def test_join_frames_have_the_documented_fields():
     welcome = json.loads(protocol.welcome("lobby", ANN, ["bob", "ann"])["text"])
     assert welcome == {"type": "welcome", "room": "lobby", "handle": "ann", "signed_in": True, "staff": False,
-                       "sender": ANN.sender, "members": ["ann", "bob"]}
+                       "sender": ANN.sender, "members": ["ann", "bob"], "members_signed_in": []}
     history = json.loads(protocol.history("lobby", [], 0)["text"])
     assert history == {"type": "history", "room": "lobby", "messages": [], "upto": 0}
     event = json.loads(protocol.presence("lobby", "leave", "bob", 1, False)["text"])

@@ -2,6 +2,7 @@
 import json
 import sqlite3
 import time
+import urllib.request
 
 import pytest
 from django.conf import settings
@@ -9,7 +10,7 @@ from websockets.exceptions import ConnectionClosed
 
 from channels_example.chat import protocol
 from tests.chatclient import each_sends_on_open, frames_until, join, joined, messages, next_frame, run
-from tests.logs import lines
+from tests.logs import lines, not_in_the_format, wait_for_line
 
 
 def test_each_of_100_clients_that_send_on_open_gets_its_own_message_back(runserver):
@@ -155,3 +156,24 @@ def stored_messages(path, room):
     with sqlite3.connect(path, timeout=20) as connection:
         return [text for text, in connection.execute(
             "SELECT message FROM channels_example_message WHERE room = ? ORDER BY seq", (room,))]
+
+
+# What runserver prints besides its log lines: Django's checks and channels' banner.
+RUNSERVER_BANNER = (r"^(Performing system checks\.\.\.|System check identified |\w+ \d\d, \d{4} - \d\d:\d\d:\d\d$|"
+                    r"Django version |Starting Channels development server at |Channel layer |Quit the server with )")
+
+
+def test_runserver_writes_every_line_in_the_one_format_and_says_once_what_it_listens_on(runserver):
+    urllib.request.urlopen("http://127.0.0.1:%d/" % runserver.port, timeout=30).close()
+
+    async def visit():
+        async with join(runserver.port, "lobby", "ann") as ws:
+            await joined(ws)
+
+    run(visit())
+    log = wait_for_line(runserver.read_log, r" INFO channels_example\.consumers \S+ left 'lobby' as ann, code 1000$")
+
+    assert not_in_the_format(log, besides=RUNSERVER_BANNER) == []
+    assert len(lines(log, r" INFO django\.channels Listening on channels ")) == 1  # not once per worker thread
+    assert lines(log, r" INFO daphne\.access 127\.0\.0\.1:\d+ GET / 200, \d+ bytes in \d+\.\d{3} s$")
+    assert lines(log, r" INFO daphne\.access 127\.0\.0\.1:\d+ WebSocket /lobby/ connected$")

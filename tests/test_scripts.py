@@ -7,6 +7,8 @@ scripts/test set up for it (.venv-3.X): a test that gets as far as ensure_venv f
 that this venv is set up, so that it never creates or fills one.
 """
 import hashlib
+import http.client
+import json
 import os
 import re
 import signal
@@ -15,6 +17,7 @@ import subprocess
 import sys
 
 import pytest
+from websockets.sync.client import connect
 
 from tests.logs import lines
 from tests.servers import ROOT, Process, free_port
@@ -33,7 +36,8 @@ def set_up_venv():
     """scripts/_setup.sh's venv for this Python, installed for the tests with the current pins."""
     venv = os.path.join(ROOT, ".venv-%d.%d" % sys.version_info[:2])
     pins = hashlib.sha256(b"".join(open(os.path.join(ROOT, name), "rb").read() for name in
-                                   ("requirements.txt", "constraints.txt", "tests/requirements.txt"))).hexdigest()[:16]
+                                   ("requirements.txt", "constraints.txt", "tests/requirements.txt",
+                                    "scripts/requirements.txt"))).hexdigest()[:16]
     try:
         installed = open(os.path.join(venv, ".installed"), encoding="utf-8").read().split()
     except FileNotFoundError:
@@ -102,3 +106,50 @@ def test_switching_between_scripts_test_and_scripts_run_installs_nothing(set_up_
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("==> using Python") == 3, done.stderr
     assert not re.search(r"installing|creating", done.stderr), done.stderr
+
+
+def test_scripts_run_with_a_redis_url_nothing_answers_stops_at_once_saying_so(set_up_venv):
+    port = free_port()
+    done = subprocess.run([os.path.join(SCRIPTS, "run")], env=scripts_env(
+        PORT=str(free_port()), REDIS_URL="redis://default:secret@127.0.0.1:%d/0" % port),
+        capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 1
+    assert "REDIS_URL redis://127.0.0.1:%d/0 does not answer" % port in done.stderr
+    assert "unset REDIS_URL" in done.stderr and "secret" not in done.stderr
+    assert "chat at" not in done.stderr
+
+
+def listening_on_every_interface(port):
+    """Whether something listens on 0.0.0.0:``port`` (/proc/net/tcp: local address, state 0A is LISTEN)."""
+    with open("/proc/net/tcp") as table:
+        return any(fields[1] == "00000000:%04X" % port and fields[3] == "0A"
+                   for fields in (line.split() for line in table.readlines()[1:]))
+
+
+def test_scripts_run_with_host_0_0_0_0_serves_a_phone_on_the_same_network_and_warns_who_else_can(
+        set_up_venv, tmp_path):
+    port = free_port()
+    env = scripts_env(PORT=str(port), HOST="0.0.0.0", SQLITE_PATH=str(tmp_path / "db.sqlite3"))
+    run = Process("scripts/run", [os.path.join(SCRIPTS, "run"), "--noreload"], env=env, port=port,
+                  log_path=tmp_path / "run.log")
+    try:
+        run.start(ready_timeout=120)
+        said = run.read_log()
+        addresses = [re.search(r"http://([\d.]+):", line).group(1)
+                     for line in lines(said, r"^==> from a phone on the same network: http://[\d.]+:%d/$" % port)]
+        assert addresses, said
+        assert lines(said, r"^==> WARNING: anyone on these networks can reach this development server, with DEBUG on")
+        assert listening_on_every_interface(port)
+        # A phone asks for the page and opens its socket by the machine's address (sent here over
+        # loopback: Host and Origin are what carry the address to Django and to the chat).
+        for address in addresses:
+            page = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            page.request("GET", "/", headers={"Host": "%s:%d" % (address, port)})
+            assert page.getresponse().status == 200
+            page.close()
+            with connect("ws://%s:%d/lobby/?handle=phone" % (address, port), origin="http://%s:%d" % (address, port),
+                         sock=socket.create_connection(("127.0.0.1", port)), open_timeout=30) as phone:
+                assert json.loads(phone.recv(timeout=30))["type"] == "welcome"
+    finally:
+        run.stop()

@@ -73,9 +73,10 @@ def speaker_at_connect(message):
     if not settings.CHAT_GUESTS:
         raise protocol.ProtocolError("sign_in_required", "sign in to chat here: guests are not admitted")
     handle = protocol.handle_from_query_string(message.content.get("query_string"), message.reply_channel.name)
-    if registered(handle):
-        raise protocol.ProtocolError("handle_taken", "%s is a registered name: sign in as %s, or choose another"
-                                     % (handle, handle))
+    account = registered(handle)
+    if account is not None:
+        raise protocol.ProtocolError("handle_taken", "%s belongs to the account %s (a name is the same in any case): "
+                                     "sign in as %s, or choose another" % (handle, account, account))
     session = getattr(message, "http_session", None)
     person = "guest:" + session.session_key if session is not None and session.session_key else (
         "socket:" + message.reply_channel.name)
@@ -97,8 +98,8 @@ def fresh(user, http_session):
 
 
 def registered(handle):
-    """True if a user has this name, in any case (Ann and ann look alike)."""
-    return get_user_model().objects.filter(username__iexact=handle).exists()
+    """The username of the user who has this name in any case (Ann and ann look alike), or None."""
+    return get_user_model().objects.filter(username__iexact=handle).values_list("username", flat=True).first()
 
 
 def remember(channel_session, speaker):

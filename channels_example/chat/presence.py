@@ -61,9 +61,9 @@ def join(room, socket, speaker):
     if joined is None:
         raise protocol.ProtocolError("handle_in_use", "someone else in %s is called %s: choose another name"
                                      % (room.name, speaker.handle))
-    count, number, handles = joined
+    count, number, handles, signed_in = joined
     layer = room.channel_layer
-    welcome = gate.snapshot(layer, protocol.welcome(room.name, speaker, handles), STREAM, number)
+    welcome = gate.snapshot(layer, protocol.welcome(room.name, speaker, handles, signed_in), STREAM, number)
     event = protocol.presence(room.name, "join", speaker.handle, count, speaker.signed_in)
     return welcome, gate.live(layer, event, STREAM, number)
 
@@ -125,7 +125,8 @@ class Members(Protocol):
     tests/test_presence.py."""
 
     def join(self, room, socket: str, handle: str, holder: str):
-        """``(count, number, handles)``, or None when another person holds ``handle`` in the room."""
+        """``(count, number, handles, the handles held by someone signed in)``, or None when another person
+        holds ``handle`` in the room."""
 
     def leave(self, room, socket: str):
         """``(handle, holder, count, number)``, or None when the socket was not a member."""
@@ -145,7 +146,7 @@ class LocalMembers:
         self._rooms = {}
 
     def join(self, room, socket, handle, holder):
-        """``(count, number, handles)``, or None when another person holds ``handle`` in the room."""
+        """``(count, number, handles, signed-in handles)``, or None when another person holds ``handle`` in the room."""
         with self._lock:
             state = self._rooms.setdefault(room.name, {"members": {}, "names": {}, "number": 0})
             held = state["names"].get(handle)
@@ -155,7 +156,8 @@ class LocalMembers:
             state["members"][socket] = handle
             state["number"] += 1
             metrics.counters().room(room.name, True)
-            return len(state["members"]), state["number"], list(state["members"].values())
+            signed_in = [name for name, (_, held_by) in state["names"].items() if held_by.startswith("1 ")]
+            return len(state["members"]), state["number"], list(state["members"].values()), signed_in
 
     def leave(self, room, socket):
         """``(handle, holder, count, number)``, or None when the socket was not a member."""
@@ -206,8 +208,8 @@ class RedisMembers:
             if not indexed:
                 self.shards.socket_client(index_key).hdel(index_key, socket)
             return None
-        count, number, handles = joined
-        return count, number, [value.decode("utf-8") for value in handles]
+        count, number, handles, signed_in = joined
+        return count, number, [value.decode("utf-8") for value in handles], [value.decode("utf-8") for value in signed_in]
 
     def leave(self, room, socket):
         index_key, indexed = self._index(room, socket)

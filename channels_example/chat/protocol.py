@@ -15,9 +15,10 @@ guest names itself when it connects, ``ws://host/<room>/?handle=ann``, or is giv
 ``guest-xxxxxx`` (channels_example.chat.identity).
 
 Server to client, always JSON text frames. On joining, in this order:
-    {"type": "welcome", "room", "handle", "signed_in", "staff", "sender", "members"}
-                                  who the client is (sender: the id its own messages
-                                  carry) and the handles of everyone in the room
+    {"type": "welcome", "room", "handle", "signed_in", "staff", "sender", "members",
+     "members_signed_in"}         who the client is (sender: the id its own messages
+                                  carry), the handles of everyone in the room, and
+                                  which of them are signed in
     {"type": "history", "room", "messages", "upto"}    the room's last messages (each a
                                                       "message" frame), oldest first
                                   with ?since=N (a reconnect: the highest seq shown) also
@@ -207,10 +208,12 @@ def message_frame(message, seq):
     return encode(dict(message, seq=seq))
 
 
-def welcome(room, speaker, members):
-    """The first frame a joining client receives: who it is, and who is in the room (itself included)."""
+def welcome(room, speaker, members, members_signed_in=()):
+    """The first frame a joining client receives: who it is, who is in the room (itself included),
+    and which of those handles are signed-in users'."""
     return _frame(type="welcome", room=room, handle=speaker.handle, signed_in=speaker.signed_in,
-                  staff=speaker.staff, sender=speaker.sender, members=sorted(members))
+                  staff=speaker.staff, sender=speaker.sender, members=sorted(members),
+                  members_signed_in=sorted(set(members_signed_in)))
 
 
 def history(room, messages, upto, **resumed):

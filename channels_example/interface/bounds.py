@@ -50,6 +50,8 @@ from channels_example.interface import closes, frames, handshake, health
 from channels_example.interface.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
+# daphne's access log: one line per HTTP request and per socket's handshake, connect, rejection and disconnect.
+access = logging.getLogger("daphne.access")
 
 REASONS = {400: b"Bad Request", 403: b"Forbidden", 413: b"Payload Too Large", 415: b"Unsupported Media Type"}
 
@@ -79,6 +81,24 @@ class BoundedHTTPFactory(HTTPFactory):
             return
         protocol.muted = True  # no disconnect for a connect no worker saw
         handshake.errback(ConnectionDeny(code=503, reason="Connection queue at capacity"))
+
+    def dispatch_reply(self, channel, message):
+        super().dispatch_reply(channel, message)
+        # daphne 1.4.2 sends a text reply only when it is truthy: an empty text frame was dropped,
+        # and the note's echo (channels_example/echo.py) never sent an empty message back.
+        if message.get("text") == "" and not message.get("bytes") and not message.get("close"):
+            protocol = self.reply_protocols.get(channel)
+            if isinstance(protocol, WebSocketProtocol) and protocol.state == protocol.STATE_OPEN:
+                protocol.serverSend("", False)
+
+    def log_action(self, protocol, action, details):
+        """daphne's access log as lines of ``daphne.access``, in the format of every process (settings.LOGGING),
+        in place of daphne's own (NCSA-like, on stdout) and runserver's (another, on stderr)."""
+        if protocol == "http":
+            access.info("%s %s %s %s, %s bytes in %.3f s", details["client"], details["method"], details["path"],
+                        details["status"], details["size"], details["time_taken"])
+        else:
+            access.info("%s WebSocket %s %s", details["client"], details["path"], action)
 
     def buildProtocol(self, addr):
         channel = http.HTTPFactory.buildProtocol(self, addr)

@@ -10,8 +10,8 @@
 -- ARGV[3]  expiry of the room's keys (s)
 -- ARGV[4]  who holds the name: "<signed in 0/1> <person>"
 -- ARGV[5]  the room's name
--- Returns {members now, the change's number, every handle}, or nil when another holder has the
--- handle.
+-- Returns {members now, the change's number, every handle, the handles held by someone signed
+-- in}, or nil when another holder has the handle.
 local held = redis.call('HGET', KEYS[3], ARGV[2])
 local count = 0
 if held then
@@ -29,4 +29,8 @@ local number = redis.call('INCR', KEYS[2])
 for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
 redis.call('SADD', KEYS[4], ARGV[5])
 local handles = redis.call('HVALS', KEYS[1])
-return {#handles, number, handles}
+local names, signed_in = redis.call('HGETALL', KEYS[3]), {}
+for i = 1, #names, 2 do
+  if string.match(names[i + 1], '^%d+ 1 ') then signed_in[#signed_in + 1] = names[i] end
+end
+return {#handles, number, handles, signed_in}

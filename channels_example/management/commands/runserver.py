@@ -3,12 +3,15 @@ chat's clock on a thread beside them (channels_example.clock): the in-memory lay
 process only, so the clock cannot be a process of its own here.
 
 It extends staticfiles' runserver, which channels makes its own (channels/hacks.py) so that
-static files are still served under DEBUG.
+static files are still served under DEBUG. Its lines are in every process's format
+(channels_example.logs), and its four worker threads say once which channels they listen on.
 """
+import logging
+
 from channels import DEFAULT_CHANNEL_LAYER, channel_layers
 from django.contrib.staticfiles.management.commands.runserver import Command as StaticfilesRunserver
 
-from channels_example import clock
+from channels_example import clock, logs
 
 
 class Command(StaticfilesRunserver):
@@ -18,4 +21,5 @@ class Command(StaticfilesRunserver):
             # unlocked, and a clock racing daphne to it would send on a second in-memory layer.
             channel_layers[DEFAULT_CHANNEL_LAYER]
             clock.start_thread()
+            logging.getLogger("django.channels").addFilter(logs.SaidOnce("Listening on channels %s"))
         return super().inner_run(*args, **options)
