@@ -162,4 +162,5 @@ def status_json(request):
         "errors": figures["errors"], "closes": figures["closes"], "clock_seconds": figures["clock_seconds"],
         "store_queue": figures["store_queue"],
         "clock": clock_state(figures["clock_seconds"]),
+        "clock_silent_seconds": settings.CLOCK_SILENT_SECONDS,
     })

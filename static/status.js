@@ -55,6 +55,22 @@ function chart(values) {
   svg.appendChild(label);
 }
 
+/* The clock stores and sweeps: the chat goes on without it, but nothing reaches the database. */
+function showClock(figures) {
+  var seconds = figures.clock_seconds, card = byId("clock-card"), text;
+  byId("store-queue").textContent = String(figures.store_queue);
+  if (seconds === null) {
+    text = gettext("no clock has ticked yet: messages are not stored (run manage.py runclock)");
+  } else if (seconds > figures.clock_silent_seconds) {
+    text = interpolate(gettext("no clock for %(seconds)s s: messages are not stored (run manage.py runclock)"),
+                       {seconds: Math.round(seconds)}, true);
+  } else {
+    text = gettext("the clock ticks");
+  }
+  card.dataset.state = seconds !== null && seconds <= figures.clock_silent_seconds ? "ok" : "warning";
+  byId("clock").textContent = text;
+}
+
 function show(figures) {
   var connections = Object.keys(figures.connections).reduce(function (sum, name) {
     return sum + figures.connections[name];
@@ -70,6 +86,7 @@ function show(figures) {
   byId("daphnes").textContent = String(figures.daphnes);
   byId("daphnes-label").textContent = ngettext("daphne", "daphnes", figures.daphnes);
   byId("dropped").textContent = String(figures.dropped);
+  showClock(figures);
   chart(perSecond);
   fill("busiest", figures.busiest.map(function (room) {
     return [room.room, room.members, room.handles.join(", ")];

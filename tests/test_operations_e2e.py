@@ -178,7 +178,38 @@ def test_the_status_page_shows_the_figures_and_follows_them(production, page):
         expect(page.locator("#busiest tr td").first).to_have_text("watched", timeout=TIMEOUT * 1000)
         expect(page.locator("#busiest tr td").nth(2)).to_have_text("ann, bob")
         expect(page.locator("#chart polyline")).to_have_count(1, timeout=TIMEOUT * 1000)
+        expect(page.locator("#clock")).to_have_text("the clock ticks")
+        expect(page.locator("#store-queue")).to_have_text("0", timeout=TIMEOUT * 1000)  # ann's message, stored
     finally:
         done.set()
         holder.join(TIMEOUT)
     expect(page.locator("#connections")).to_have_text("0", timeout=TIMEOUT * 1000)
+
+
+def test_a_silent_clock_is_named_by_healthz_and_the_status_page_while_the_chat_goes_on(production, page):
+    stack = production(workers=1)
+    page.goto("http://127.0.0.1:%d/status/" % stack.port)
+    expect(page.locator("#clock")).to_have_text("the clock ticks", timeout=TIMEOUT * 1000)
+    clock = stack.clocks[0].process
+    clock.send_signal(signal.SIGSTOP)
+    try:
+        expect(page.locator("#clock")).to_contain_text("messages are not stored (run manage.py runclock)",
+                                                       timeout=TIMEOUT * 1000)
+        expect(page.locator("#clock-card")).to_have_attribute("data-state", "warning")
+        status, body, _ = get(stack.port, "/healthz")
+        assert status == 200  # a load balancer must not take daphnes out for a silent clock
+        assert json.loads(body)["clock"].startswith("no clock has ticked for")
+
+        async def chat():
+            async with join(stack.port, "clockless", "ann") as ann, join(stack.port, "clockless", "bob") as bob:
+                await joined(ann)
+                await joined(bob)
+                await ann.send("still here")
+                return [frame["message"] for frame in await messages(bob, 1)]
+
+        assert run(chat()) == ["still here"]
+        expect(page.locator("#store-queue")).to_have_text("1", timeout=TIMEOUT * 1000)
+    finally:
+        clock.send_signal(signal.SIGCONT)
+    expect(page.locator("#clock")).to_have_text("the clock ticks", timeout=TIMEOUT * 1000)
+    expect(page.locator("#store-queue")).to_have_text("0", timeout=TIMEOUT * 1000)
